@@ -1,1 +1,6 @@
+//! Weft: a webhook engine whose transformations are sandboxed WebAssembly
+//! components. The module list is the architecture; see ARCHITECTURE.md.
+
+pub mod cli;
 pub mod runtime;
+pub mod schema;

@@ -113,6 +113,15 @@ pub fn config<T: DeserializeOwned>() -> Result<T, Error> {
     serde_json::from_str(&raw).map_err(|e| Error::InvalidConfig(format!("config: {e}")))
 }
 
+/// The configuration the administrator attached to this plugin, as the JSON text
+/// Weft passed in.
+///
+/// For plugins that parse it themselves: to keep numbers exactly as written, or to
+/// word their own [`Error::InvalidConfig`] messages. Most plugins want [`config`].
+pub fn config_json() -> String {
+    bindings::host::config()
+}
+
 /// Exports a [`Filter`] implementation as this component's entry point.
 #[macro_export]
 macro_rules! filter {

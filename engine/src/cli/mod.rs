@@ -1,0 +1,49 @@
+//! The `weft` command line: argument parsing (clap) and what each command prints.
+//! `main.rs` only sets up logging and calls [`run`].
+
+mod plugin;
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Weft: a webhook engine whose transformations are sandboxed WebAssembly plugins.
+#[derive(Debug, Parser)]
+#[command(name = "weft", version, about, propagate_version = true)]
+pub struct Cli {
+    /// Where compiled plugins are kept between runs [default: $XDG_CACHE_HOME/weft/plugins]
+    #[arg(long, global = true, env = "WEFT_ARTIFACT_DIR", value_name = "DIR")]
+    artifact_dir: Option<PathBuf>,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Try plugins locally: inspect a component, run it on a sample event.
+    #[command(subcommand)]
+    Plugin(plugin::PluginCommand),
+}
+
+/// Runs the parsed command line; the exit code says how it went.
+pub fn run(cli: Cli) -> ExitCode {
+    let artifact_dir = cli.artifact_dir.or_else(default_artifact_dir);
+    let result = match cli.command {
+        Command::Plugin(command) => plugin::run(command, artifact_dir),
+    };
+    match result {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn default_artifact_dir() -> Option<PathBuf> {
+    let cache = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")))?;
+    Some(cache.join("weft").join("plugins"))
+}

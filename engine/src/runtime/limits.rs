@@ -1,0 +1,91 @@
+//! How much a plugin may use, and how the engine is sized for it.
+//!
+//! Every limit answers a threat from a plugin that is buggy or hostile; each is
+//! enforced per invocation, so the plugin that exceeds it fails alone.
+
+use std::time::Duration;
+
+/// Limits for one invocation of one plugin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// A plugin that loops forever is interrupted once it has run this long.
+    pub deadline: Duration,
+    /// A plugin that allocates without bound fails when its linear memories would
+    /// grow past this many bytes in total.
+    pub memory_bytes: usize,
+    /// A plugin that returns a flood fails when the requests it returns (bodies,
+    /// headers, URLs) add up to more than this many bytes.
+    pub output_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            deadline: Duration::from_millis(100),
+            memory_bytes: 64 << 20,
+            // Deliveries carry payloads up to 10 MB: a transform may return that much.
+            output_bytes: 10 << 20,
+        }
+    }
+}
+
+/// How often the epoch advances. The CPU deadline is enforced in these steps, so a
+/// 100 ms deadline fires between 100 and 101 ms; a finer tick costs a thread wake-up
+/// per tick for nothing.
+pub(crate) const EPOCH_TICK: Duration = Duration::from_millis(1);
+
+/// Epoch ticks to allow for `deadline`: rounded up, plus the tick already under way.
+pub(crate) fn deadline_ticks(deadline: Duration) -> u64 {
+    let tick = EPOCH_TICK.as_nanos();
+    let ticks = deadline.as_nanos().div_ceil(tick);
+    u64::try_from(ticks).unwrap_or(u64::MAX - 1) + 1
+}
+
+/// Bytes of a guest's stdout and of its stderr kept per invocation. Enough for a
+/// panic message or a Python traceback.
+pub(crate) const GUEST_OUTPUT_BYTES: usize = 16 << 10;
+
+/// Log lines kept per invocation through `host.log`; later lines are counted.
+pub(crate) const MAX_LOG_LINES: usize = 64;
+
+/// Longest log line kept; longer lines are cut.
+pub(crate) const MAX_LOG_LINE_BYTES: usize = 4 << 10;
+
+/// Pooling allocator shape. A component built by componentize-py or
+/// componentize-js links a dozen core modules (the language runtime, libc, the
+/// adapter) with several memories and large function tables, so the per-component
+/// maxima are far above what a Rust plugin needs.
+pub(crate) mod pool {
+    /// Core instances one component may create.
+    pub const CORE_INSTANCES_PER_COMPONENT: u32 = 64;
+    /// Linear memories one component may create.
+    pub const MEMORIES_PER_COMPONENT: u32 = 4;
+    /// Tables one component may create.
+    pub const TABLES_PER_COMPONENT: u32 = 32;
+    /// Elements per table: interpreters' indirect-call tables run to tens of thousands.
+    pub const TABLE_ELEMENTS: usize = 100_000;
+    /// Size of one component instance's metadata.
+    pub const COMPONENT_INSTANCE_BYTES: usize = 1 << 20;
+    /// Size of one core instance's metadata (its VM context).
+    pub const CORE_INSTANCE_BYTES: usize = 1 << 20;
+    /// Linear memory kept mapped between uses of a pool slot. Re-zeroing 2 MiB with
+    /// `memset` is cheaper than faulting the pages back in on the next event.
+    pub const MEMORY_KEEP_RESIDENT: usize = 2 << 20;
+    /// Table bytes kept mapped between uses, for the same reason.
+    pub const TABLE_KEEP_RESIDENT: usize = 64 << 10;
+    /// Instances reserved beyond the invocation permits, for loading plugins (which
+    /// instantiates them once to ask `describe`) while invocations run.
+    pub const LOAD_HEADROOM: u32 = 8;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deadline_ticks_round_up_and_include_the_current_tick() {
+        assert_eq!(deadline_ticks(Duration::from_millis(100)), 101);
+        assert_eq!(deadline_ticks(Duration::from_micros(100)), 2);
+        assert_eq!(deadline_ticks(Duration::ZERO), 1);
+    }
+}
