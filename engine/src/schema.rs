@@ -46,7 +46,11 @@ impl JsonSchema {
             .iter_errors(instance)
             .map(|error| {
                 let path = error.instance_path().to_string();
-                let path = if path.is_empty() { "/".to_owned() } else { path };
+                let path = if path.is_empty() {
+                    "/".to_owned()
+                } else {
+                    path
+                };
                 format!("{path}: {error}")
             })
             .collect();
@@ -77,9 +81,15 @@ mod tests {
     fn violations_name_the_field() {
         let cases = [
             (json!({ "threshold": 10 }), None),
-            (json!({ "threshold": "ten" }), Some("/threshold: \"ten\" is not of type \"number\"")),
+            (
+                json!({ "threshold": "ten" }),
+                Some("/threshold: \"ten\" is not of type \"number\""),
+            ),
             (json!({}), Some("/: \"threshold\" is a required property")),
-            (json!({ "threshold": 1, "extra": true }), Some("/: Additional properties are not allowed ('extra' was unexpected)")),
+            (
+                json!({ "threshold": 1, "extra": true }),
+                Some("/: Additional properties are not allowed ('extra' was unexpected)"),
+            ),
         ];
         for (instance, expected) in cases {
             let result = threshold_schema().validate(&instance);
@@ -93,6 +103,9 @@ mod tests {
     #[test]
     fn rejects_a_schema_that_is_not_one() {
         let error = JsonSchema::compile(&json!({ "type": "no-such-type" })).unwrap_err();
-        assert!(error.to_string().starts_with("invalid JSON Schema"), "{error}");
+        assert!(
+            error.to_string().starts_with("invalid JSON Schema"),
+            "{error}"
+        );
     }
 }

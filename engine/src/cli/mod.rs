@@ -3,6 +3,8 @@
 
 mod plugin;
 
+pub use plugin::read_sample_event;
+
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -2,7 +2,8 @@
 //! uploading anything.
 
 use crate::runtime::{
-    AttachedPlugin, Event, Invocation, Limits, LoadSource, Output, Plugin, PluginRuntime, Request, RuntimeConfig,
+    AttachedPlugin, Event, Invocation, Limits, LoadSource, Output, Plugin, PluginRuntime, Request,
+    RuntimeConfig,
 };
 use anyhow::{Context, Result};
 use clap::Subcommand;
@@ -68,7 +69,7 @@ pub fn run(command: PluginCommand, artifact_dir: Option<PathBuf>) -> Result<Exit
             memory_mib,
         } => {
             let (plugin, source, load_time) = load(&runtime, &component)?;
-            let event = read_event(&event)?;
+            let event = read_sample_event(&event)?;
             let config = match config {
                 Some(path) => read_json(&path)?,
                 None => serde_json::json!({}),
@@ -146,11 +147,15 @@ struct SampleEvent {
     data: serde_json::Value,
 }
 
-fn read_event(path: &Path) -> Result<Event> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let sample: SampleEvent =
-        serde_json::from_str(&text).with_context(|| format!("{} is not a sample event", path.display()))?;
-    let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+/// Reads a sample event file (the shape publishers send) into the event a plugin sees.
+pub fn read_sample_event(path: &Path) -> Result<Event> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let sample: SampleEvent = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not a sample event", path.display()))?;
+    let now_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
     Ok(Event {
         id: sample.id.unwrap_or_else(|| format!("evt_local_{now_ms}")),
         event_type: sample.event_type,
@@ -163,7 +168,8 @@ fn read_event(path: &Path) -> Result<Event> {
 }
 
 fn read_json(path: &Path) -> Result<serde_json::Value> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     serde_json::from_str(&text).with_context(|| format!("{} is not valid JSON", path.display()))
 }
 
@@ -206,7 +212,10 @@ fn print_request(request: &Request) {
     }
     println!();
     match serde_json::from_slice::<serde_json::Value>(&request.body) {
-        Ok(json) => println!("{}", serde_json::to_string_pretty(&json).unwrap_or_default()),
+        Ok(json) => println!(
+            "{}",
+            serde_json::to_string_pretty(&json).unwrap_or_default()
+        ),
         Err(_) => match std::str::from_utf8(&request.body) {
             Ok(text) => println!("{text}"),
             Err(_) => println!("<{} bytes of binary data>", request.body.len()),

@@ -114,7 +114,10 @@ impl host::Host for GuestState {
 
 fn truncate_at_char_boundary(text: &mut String, max_bytes: usize) {
     if text.len() > max_bytes {
-        let cut = (0..=max_bytes).rev().find(|&i| text.is_char_boundary(i)).unwrap_or(0);
+        let cut = (0..=max_bytes)
+            .rev()
+            .find(|&i| text.is_char_boundary(i))
+            .unwrap_or(0);
         text.truncate(cut);
         text.push('…');
     }

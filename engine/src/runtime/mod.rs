@@ -30,7 +30,6 @@ pub use guest::{GuestLog, LogLevel};
 pub use limits::Limits;
 pub use plugin::{AttachedPlugin, Invocation, Output, Plugin};
 
-
 use bindings::filter::{Filter, FilterPre};
 use bindings::integration::IntegrationPre;
 use bindings::transformer::TransformerPre;
@@ -82,7 +81,10 @@ pub enum RuntimeError {
     #[error("cannot configure the WebAssembly engine: {0}")]
     Engine(String),
     #[error("cannot open the compiled-plugin directory {path}: {source}")]
-    ArtifactDir { path: String, source: std::io::Error },
+    ArtifactDir {
+        path: String,
+        source: std::io::Error,
+    },
 }
 
 /// The process-wide plugin host. Cheap to share behind an `Arc`.
@@ -121,21 +123,26 @@ impl PluginRuntime {
     pub fn new(config: RuntimeConfig) -> Result<Self, RuntimeError> {
         let (engine, pooling) = build_engine(&config)?;
         let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(|e| RuntimeError::Engine(format!("{e:#}")))?;
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
+            .map_err(|e| RuntimeError::Engine(format!("{e:#}")))?;
         // The three worlds import the same `host` interface: linking it for one links it for all.
         Filter::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)
             .map_err(|e| RuntimeError::Engine(format!("{e:#}")))?;
         let artifacts = match &config.artifact_dir {
-            Some(dir) => Some(ArtifactCache::open(dir, &engine).map_err(|source| RuntimeError::ArtifactDir {
-                path: dir.display().to_string(),
-                source,
+            Some(dir) => Some(ArtifactCache::open(dir, &engine).map_err(|source| {
+                RuntimeError::ArtifactDir {
+                    path: dir.display().to_string(),
+                    source,
+                }
             })?),
             None => None,
         };
         Ok(Self {
             _ticker: EpochTicker::start(engine.clone()),
             loaded: moka::sync::Cache::new(config.loaded_plugins_capacity),
-            permits: Arc::new(tokio::sync::Semaphore::new(config.max_concurrent_invocations as usize)),
+            permits: Arc::new(tokio::sync::Semaphore::new(
+                config.max_concurrent_invocations as usize,
+            )),
             engine,
             linker,
             artifacts,
@@ -181,12 +188,21 @@ impl PluginRuntime {
     }
 
     fn compile(&self, digest: &str, bytes: &[u8]) -> Result<(Component, LoadSource), LoadError> {
-        if let Some(component) = self.artifacts.as_ref().and_then(|a| a.load(&self.engine, digest)) {
+        if let Some(component) = self
+            .artifacts
+            .as_ref()
+            .and_then(|a| a.load(&self.engine, digest))
+        {
             return Ok((component, LoadSource::Disk));
         }
         let started = Instant::now();
-        let component = Component::new(&self.engine, bytes).map_err(|e| LoadError::Compile(format!("{e:#}")))?;
-        tracing::info!(digest, elapsed_ms = started.elapsed().as_millis() as u64, "compiled plugin");
+        let component = Component::new(&self.engine, bytes)
+            .map_err(|e| LoadError::Compile(format!("{e:#}")))?;
+        tracing::info!(
+            digest,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "compiled plugin"
+        );
         if let Some(artifacts) = &self.artifacts {
             let stored = component
                 .serialize()
@@ -199,9 +215,17 @@ impl PluginRuntime {
         Ok((component, LoadSource::Compiled))
     }
 
-    fn link(&self, digest: String, component: &Component, size: usize) -> Result<Plugin, LoadError> {
+    fn link(
+        &self,
+        digest: String,
+        component: &Component,
+        size: usize,
+    ) -> Result<Plugin, LoadError> {
         let component_type = component.component_type();
-        let exports: Vec<&str> = component_type.exports(&self.engine).map(|(name, _)| name).collect();
+        let exports: Vec<&str> = component_type
+            .exports(&self.engine)
+            .map(|(name, _)| name)
+            .collect();
         let world = if exports.contains(&"filter") {
             World::Filter
         } else if exports.contains(&"render") {
@@ -213,11 +237,14 @@ impl PluginRuntime {
                 exports: describe_names(&exports),
             });
         };
-        let contract_version = contract_version(component_type.imports(&self.engine).map(|(name, _)| name));
+        let contract_version =
+            contract_version(component_type.imports(&self.engine).map(|(name, _)| name));
         if let Some(found) = &contract_version
             && found != CONTRACT_VERSION
         {
-            return Err(LoadError::UnsupportedContract { found: found.clone() });
+            return Err(LoadError::UnsupportedContract {
+                found: found.clone(),
+            });
         }
         let mismatch = |error: wasmtime::Error| LoadError::WorldMismatch {
             world,
@@ -226,14 +253,18 @@ impl PluginRuntime {
         let instance_pre = self.linker.instantiate_pre(component).map_err(mismatch)?;
         let linked = match world {
             World::Filter => Linked::Filter(FilterPre::new(instance_pre).map_err(mismatch)?),
-            World::Transformer => Linked::Transformer(TransformerPre::new(instance_pre).map_err(mismatch)?),
-            World::Integration => Linked::Integration(IntegrationPre::new(instance_pre).map_err(mismatch)?),
+            World::Transformer => {
+                Linked::Transformer(TransformerPre::new(instance_pre).map_err(mismatch)?)
+            }
+            World::Integration => {
+                Linked::Integration(IntegrationPre::new(instance_pre).map_err(mismatch)?)
+            }
         };
         let info = plugin::describe(&linked, &digest).map_err(LoadError::Describe)?;
-        let schema: serde_json::Value =
-            serde_json::from_str(&info.config_schema).map_err(|e| LoadError::ConfigSchema(format!("not JSON: {e}")))?;
-        let config_schema =
-            crate::schema::JsonSchema::compile(&schema).map_err(|e| LoadError::ConfigSchema(e.to_string()))?;
+        let schema: serde_json::Value = serde_json::from_str(&info.config_schema)
+            .map_err(|e| LoadError::ConfigSchema(format!("not JSON: {e}")))?;
+        let config_schema = crate::schema::JsonSchema::compile(&schema)
+            .map_err(|e| LoadError::ConfigSchema(e.to_string()))?;
         Ok(Plugin {
             digest,
             world,
@@ -249,7 +280,11 @@ impl PluginRuntime {
     /// permit is free: when every permit is taken, callers queue here instead of
     /// failing.
     pub async fn invoke(&self, plugin: &AttachedPlugin, event: Event) -> Invocation {
-        let _permit = self.permits.acquire().await.expect("the permit semaphore is never closed");
+        let _permit = self
+            .permits
+            .acquire()
+            .await
+            .expect("the permit semaphore is never closed");
         let plugin = plugin.clone();
         tokio::task::spawn_blocking(move || plugin.invoke(&event))
             .await
@@ -314,7 +349,9 @@ fn check_component_header(bytes: &[u8]) -> Result<(), LoadError> {
     const COMPONENT_LAYER: [u8; 4] = [0x0d, 0x00, 0x01, 0x00];
     const MODULE_LAYER: [u8; 4] = [0x01, 0x00, 0x00, 0x00];
     if bytes.len() < 8 || &bytes[..4] != MAGIC {
-        return Err(LoadError::NotAComponent("the file does not start with the WebAssembly magic number".into()));
+        return Err(LoadError::NotAComponent(
+            "the file does not start with the WebAssembly magic number".into(),
+        ));
     }
     let layer: [u8; 4] = bytes[4..8].try_into().expect("checked length");
     match layer {
@@ -338,7 +375,11 @@ fn describe_names(names: &[&str]) -> String {
     if names.is_empty() {
         "nothing".to_owned()
     } else {
-        names.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ")
+        names
+            .iter()
+            .map(|n| format!("`{n}`"))
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 }
 
@@ -394,6 +435,9 @@ mod tests {
     fn contract_version_comes_from_weft_imports() {
         let imports = ["wasi:io/streams@0.2.6", "weft:plugin/host@0.1.0"];
         assert_eq!(contract_version(imports.into_iter()), Some("0.1.0".into()));
-        assert_eq!(contract_version(["wasi:cli/stdout@0.2.6"].into_iter()), None);
+        assert_eq!(
+            contract_version(["wasi:cli/stdout@0.2.6"].into_iter()),
+            None
+        );
     }
 }

@@ -83,11 +83,17 @@ impl Plugin {
 
     /// Checks `config` against the plugin's schema and binds the two, with the
     /// limits its invocations run under.
-    pub fn attach(self: &Arc<Self>, config: &serde_json::Value, limits: Limits) -> Result<AttachedPlugin, ConfigError> {
-        self.config_schema.validate(config).map_err(|violations| ConfigError {
-            plugin: self.info.name.clone(),
-            reason: violations.to_string(),
-        })?;
+    pub fn attach(
+        self: &Arc<Self>,
+        config: &serde_json::Value,
+        limits: Limits,
+    ) -> Result<AttachedPlugin, ConfigError> {
+        self.config_schema
+            .validate(config)
+            .map_err(|violations| ConfigError {
+                plugin: self.info.name.clone(),
+                reason: violations.to_string(),
+            })?;
         Ok(AttachedPlugin {
             plugin: Arc::clone(self),
             config: config.to_string().into(),
@@ -153,7 +159,13 @@ pub(crate) fn describe(linked: &Linked, name_hint: &str) -> Result<PluginInfo, I
         Linked::Transformer(pre) => pre.engine(),
         Linked::Integration(pre) => pre.engine(),
     };
-    let mut sandbox = Sandbox::new(engine, name_hint.into(), "{}".into(), Limits::default(), "describe");
+    let mut sandbox = Sandbox::new(
+        engine,
+        name_hint.into(),
+        "{}".into(),
+        Limits::default(),
+        "describe",
+    );
     let result = match linked {
         Linked::Filter(pre) => pre
             .instantiate(&mut sandbox.store)
@@ -199,7 +211,10 @@ fn check_output(output: Output, limits: Limits) -> Result<Output, InvokeError> {
     if let Output::Requests(requests) = &output {
         let size = validate::output_size(requests);
         if size > limits.output_bytes {
-            return Err(InvokeError::OutputTooLarge { size, limit: limits.output_bytes });
+            return Err(InvokeError::OutputTooLarge {
+                size,
+                limit: limits.output_bytes,
+            });
         }
         validate::check_requests(requests)?;
     }
@@ -223,22 +238,42 @@ struct Sandbox {
 }
 
 impl Sandbox {
-    fn new(engine: &Engine, plugin: Arc<str>, config: Arc<str>, limits: Limits, event_id: &str) -> Self {
+    fn new(
+        engine: &Engine,
+        plugin: Arc<str>,
+        config: Arc<str>,
+        limits: Limits,
+        event_id: &str,
+    ) -> Self {
         let stdout = GuestOutput::new(GUEST_OUTPUT_BYTES);
         let stderr = GuestOutput::new(GUEST_OUTPUT_BYTES);
-        let state = GuestState::new(plugin, config, event_id, limits.memory_bytes, &stdout, &stderr);
+        let state = GuestState::new(
+            plugin,
+            config,
+            event_id,
+            limits.memory_bytes,
+            &stdout,
+            &stderr,
+        );
         let mut store = Store::new(engine, state);
         store.limiter(|state| &mut state.limiter);
         store.set_epoch_deadline(deadline_ticks(limits.deadline));
         store.epoch_deadline_trap();
-        Self { store, stdout, stderr }
+        Self {
+            store,
+            stdout,
+            stderr,
+        }
     }
 
     /// Turns a wasmtime error into the limit that caused it, or a trap quoting
     /// what the guest printed (a Rust panic message, a Python traceback).
     fn classify_trap(&self, error: wasmtime::Error, limits: Limits) -> InvokeError {
         if let Some(requested) = self.store.data().limiter.refused {
-            return InvokeError::MemoryLimitExceeded { limit: limits.memory_bytes, requested };
+            return InvokeError::MemoryLimitExceeded {
+                limit: limits.memory_bytes,
+                requested,
+            };
         }
         match error.downcast_ref::<Trap>() {
             Some(Trap::Interrupt) => InvokeError::DeadlineExceeded(limits.deadline),

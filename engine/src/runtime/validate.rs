@@ -14,7 +14,10 @@ pub(crate) fn output_size(requests: &[Request]) -> usize {
         .iter()
         .map(|r| {
             let headers: usize = r.headers.iter().map(|(k, v)| k.len() + v.len()).sum();
-            r.body.len() + headers + r.url.as_ref().map_or(0, String::len) + r.method.as_ref().map_or(0, String::len)
+            r.body.len()
+                + headers
+                + r.url.as_ref().map_or(0, String::len)
+                + r.method.as_ref().map_or(0, String::len)
         })
         .sum()
 }
@@ -40,7 +43,9 @@ fn check_request(request: &Request) -> Result<(), String> {
             return Err(format!("header name {name:?} is not a valid header name"));
         }
         if value.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
-            return Err(format!("header {name} has a line break or NUL in its value"));
+            return Err(format!(
+                "header {name} has a line break or NUL in its value"
+            ));
         }
     }
     if declares_json(request)
@@ -53,7 +58,9 @@ fn check_request(request: &Request) -> Result<(), String> {
 
 fn check_url(url: &str) -> Result<(), String> {
     if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(format!("url {url:?} contains white space or control characters"));
+        return Err(format!(
+            "url {url:?} contains white space or control characters"
+        ));
     }
     if url.starts_with('/') && !url.starts_with("//") {
         return Ok(());
@@ -61,7 +68,9 @@ fn check_url(url: &str) -> Result<(), String> {
     let rest = url
         .strip_prefix("https://")
         .or_else(|| url.strip_prefix("http://"))
-        .ok_or_else(|| format!("url {url:?} is neither an http(s) URL nor a path starting with /"))?;
+        .ok_or_else(|| {
+            format!("url {url:?} is neither an http(s) URL nor a path starting with /")
+        })?;
     let host = rest.split(['/', '?', '#']).next().unwrap_or_default();
     if host.is_empty() {
         return Err(format!("url {url:?} has no host"));
@@ -72,7 +81,12 @@ fn check_url(url: &str) -> Result<(), String> {
 fn declares_json(request: &Request) -> bool {
     request.headers.iter().any(|(name, value)| {
         name.eq_ignore_ascii_case("content-type") && {
-            let media_type = value.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+            let media_type = value
+                .split(';')
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .to_ascii_lowercase();
             media_type == "application/json" || media_type.ends_with("+json")
         }
     })
@@ -90,11 +104,19 @@ fn is_token(text: &str) -> bool {
 mod tests {
     use super::*;
 
-    fn request(method: Option<&str>, url: Option<&str>, headers: &[(&str, &str)], body: &str) -> Request {
+    fn request(
+        method: Option<&str>,
+        url: Option<&str>,
+        headers: &[(&str, &str)],
+        body: &str,
+    ) -> Request {
         Request {
             method: method.map(str::to_owned),
             url: url.map(str::to_owned),
-            headers: headers.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            headers: headers
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             body: body.as_bytes().to_vec(),
         }
     }
@@ -104,15 +126,47 @@ mod tests {
         let json = [("content-type", "application/json; charset=utf-8")];
         let cases: [(Request, Option<&str>); 10] = [
             (request(None, None, &json, r#"{"a":1}"#), None),
-            (request(Some("PATCH"), Some("https://x.example/a?b=1"), &[], "raw"), None),
-            (request(None, Some("/services/data/v61.0/sobjects"), &[], ""), None),
-            (request(None, None, &json, "{not json"), Some("body is declared as JSON but is not")),
-            (request(None, None, &[("content-type", "application/vnd.api+json")], "nope"), Some("body is declared as JSON")),
-            (request(Some("GET /"), None, &[], ""), Some("is not an HTTP method name")),
-            (request(None, Some("ftp://x"), &[], ""), Some("neither an http(s) URL nor a path")),
-            (request(None, Some("https:///path"), &[], ""), Some("has no host")),
-            (request(None, None, &[("bad header", "v")], ""), Some("is not a valid header name")),
-            (request(None, None, &[("x-a", "v\r\nx-b: injected")], ""), Some("line break")),
+            (
+                request(Some("PATCH"), Some("https://x.example/a?b=1"), &[], "raw"),
+                None,
+            ),
+            (
+                request(None, Some("/services/data/v61.0/sobjects"), &[], ""),
+                None,
+            ),
+            (
+                request(None, None, &json, "{not json"),
+                Some("body is declared as JSON but is not"),
+            ),
+            (
+                request(
+                    None,
+                    None,
+                    &[("content-type", "application/vnd.api+json")],
+                    "nope",
+                ),
+                Some("body is declared as JSON"),
+            ),
+            (
+                request(Some("GET /"), None, &[], ""),
+                Some("is not an HTTP method name"),
+            ),
+            (
+                request(None, Some("ftp://x"), &[], ""),
+                Some("neither an http(s) URL nor a path"),
+            ),
+            (
+                request(None, Some("https:///path"), &[], ""),
+                Some("has no host"),
+            ),
+            (
+                request(None, None, &[("bad header", "v")], ""),
+                Some("is not a valid header name"),
+            ),
+            (
+                request(None, None, &[("x-a", "v\r\nx-b: injected")], ""),
+                Some("line break"),
+            ),
         ];
         for (request, expected) in cases {
             let result = check_request(&request);
@@ -120,7 +174,10 @@ mod tests {
                 None => assert_eq!(result, Ok(()), "{request:?}"),
                 Some(fragment) => {
                     let reason = result.unwrap_err();
-                    assert!(reason.contains(fragment), "{reason} should contain {fragment}");
+                    assert!(
+                        reason.contains(fragment),
+                        "{reason} should contain {fragment}"
+                    );
                 }
             }
         }

@@ -36,7 +36,9 @@ struct HighValueOrders;
 impl Filter for HighValueOrders {
     fn info() -> PluginInfo {
         PluginInfo::new("high-value-orders", env!("CARGO_PKG_VERSION"))
-            .description("Keeps orders whose total is above a threshold and whose status is not excluded")
+            .description(
+                "Keeps orders whose total is above a threshold and whose status is not excluded",
+            )
             .config_schema(serde_json::json!({
                 "type": "object",
                 "required": ["threshold"],

@@ -45,7 +45,9 @@ impl Transform for Misbehave {
     fn transform(event: Event) -> Result<Vec<Request>, Error> {
         let config: Config = weft_sdk::config()?;
         match config.mode {
-            Mode::Ok => Ok(vec![Request::bytes(event.data).header("content-type", "application/json")]),
+            Mode::Ok => Ok(vec![
+                Request::bytes(event.data).header("content-type", "application/json"),
+            ]),
             Mode::Loop => {
                 let mut n: u64 = 0;
                 loop {
@@ -60,7 +62,9 @@ impl Transform for Misbehave {
                 }
             }
             Mode::Panic => panic!("the order total was negative"),
-            Mode::BadJson => Ok(vec![Request::bytes("{\"order\": ").header("content-type", "application/json")]),
+            Mode::BadJson => Ok(vec![
+                Request::bytes("{\"order\": ").header("content-type", "application/json"),
+            ]),
             Mode::Flood => Ok(vec![Request::bytes(vec![b'x'; 12 << 20])]),
             Mode::Chatty => {
                 for line in 0..1000 {
