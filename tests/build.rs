@@ -51,6 +51,9 @@ fn build(manifest: &Path, target_dir: &Path) {
             "--manifest-path",
         ])
         .arg(manifest)
+        // Cargo reads `.cargo/config.toml` from the working directory up, so run
+        // from the workspace for its settings (the plugins' linker flags) to apply.
+        .current_dir(manifest.parent().unwrap())
         .env("CARGO_TARGET_DIR", target_dir);
     // Flags meant for this build must not leak into the guests' build.
     for variable in [

@@ -3,8 +3,9 @@
 //! to the same logic compiled natively; and how long a JavaScript or Python
 //! component takes to load cold, from the on-disk artifact, and from memory.
 //!
-//! `cargo bench -p weft-tests --bench runtime`; `WEFT_BENCH_SECONDS` sets the time
-//! per measurement (default 3).
+//! `cargo bench -p weft-tests --bench runtime [-- WORD]`: WORD keeps only the
+//! sections whose name contains it (`noop`, `slack`, `load`). `WEFT_BENCH_SECONDS`
+//! sets the time per measurement (default 3).
 
 use serde_json::json;
 use std::sync::Barrier;
@@ -20,6 +21,12 @@ fn main() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(3.0);
     let budget = Duration::from_secs_f64(seconds);
+    let only: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    let wanted =
+        |section: &str| only.is_empty() || only.iter().any(|word| section.contains(word.as_str()));
     let runtime = PluginRuntime::new(RuntimeConfig::default()).unwrap();
     println!("pooling allocator: {}", runtime.uses_pooling_allocator());
     println!();
@@ -35,7 +42,9 @@ fn main() {
         .unwrap()
         .attach(&json!({}), Limits::default())
         .unwrap();
-    compare("noop transform", &event, budget, &|e| native_noop(e), &noop);
+    if wanted("noop transform") {
+        compare("noop transform", &event, budget, &|e| native_noop(e), &noop);
+    }
 
     let slack_config: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(repo_root().join("plugins/slack/example-config.json")).unwrap(),
@@ -48,13 +57,18 @@ fn main() {
         .unwrap();
     let native_slack_config: slack::config::Config =
         serde_json::from_value(slack_config.clone()).unwrap();
-    compare(
-        "slack template",
-        &event,
-        budget,
-        &|e| native_slack(&native_slack_config, e),
-        &slack,
-    );
+    if wanted("slack template") {
+        compare(
+            "slack template",
+            &event,
+            budget,
+            &|e| native_slack(&native_slack_config, e),
+            &slack,
+        );
+    }
+    if !wanted("load") {
+        return;
+    }
 
     println!();
     println!(

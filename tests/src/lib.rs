@@ -98,7 +98,13 @@ pub fn python_redact_pii() -> PathBuf {
         .get_or_init(|| {
             componentize(
                 "plugins/redact-pii-py",
-                &["app.py", "redact.py", "plugin_info.py", "requirements.txt", "build.sh"],
+                &[
+                    "app.py",
+                    "redact.py",
+                    "plugin_info.py",
+                    "requirements.txt",
+                    "build.sh",
+                ],
             )
         })
         .clone()
