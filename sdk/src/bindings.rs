@@ -4,6 +4,8 @@
 //! macros wire a plugin type to them. The three worlds share the `types` and `host`
 //! interfaces, generated once in `filter` and reused by the others.
 
+// Generated glue takes every field of a record as an argument.
+#[allow(clippy::too_many_arguments)]
 pub mod filter {
     wit_bindgen::generate!({
         world: "filter",
@@ -14,6 +16,7 @@ pub mod filter {
     });
 }
 
+#[allow(clippy::too_many_arguments)]
 pub mod transformer {
     wit_bindgen::generate!({
         world: "transformer",
@@ -28,6 +31,7 @@ pub mod transformer {
     });
 }
 
+#[allow(clippy::too_many_arguments)]
 pub mod integration {
     wit_bindgen::generate!({
         world: "integration",
