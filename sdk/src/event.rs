@@ -56,6 +56,54 @@ impl Event {
             .map(|(_, v)| v.as_str())
     }
 
+    /// Reads a sample event file, the shape publishers send and
+    /// `weft plugin run --event` takes: `{"type": …, "data": {…}}` with optional
+    /// `id`, `tenant`, `occurred_at` (unix ms) and `metadata`. For a plugin's
+    /// native unit tests:
+    ///
+    /// ```
+    /// let event = weft_sdk::Event::from_sample(
+    ///     r#"{"type": "stock.updated", "data": {"stock": {"sku": "A-1", "quantity": 7}}}"#,
+    /// )?;
+    /// assert_eq!(event.event_type, "stock.updated");
+    /// assert_eq!(event.data, br#"{"stock":{"sku":"A-1","quantity":7}}"#);
+    /// # Ok::<(), weft_sdk::Error>(())
+    /// ```
+    pub fn from_sample(text: &str) -> Result<Self, Error> {
+        #[derive(serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Sample {
+            #[serde(default = "sample_id")]
+            id: String,
+            #[serde(rename = "type")]
+            event_type: String,
+            #[serde(default = "sample_tenant")]
+            tenant: String,
+            #[serde(default)]
+            occurred_at: u64,
+            #[serde(default)]
+            metadata: std::collections::BTreeMap<String, String>,
+            data: serde_json::Value,
+        }
+        fn sample_id() -> String {
+            "evt_sample".to_owned()
+        }
+        fn sample_tenant() -> String {
+            "local".to_owned()
+        }
+        let sample: Sample = serde_json::from_str(text)
+            .map_err(|e| Error::InvalidEvent(format!("sample event: {e}")))?;
+        Ok(Self {
+            id: sample.id,
+            event_type: sample.event_type,
+            tenant: sample.tenant,
+            occurred_at: sample.occurred_at,
+            content_type: "application/json".to_owned(),
+            data: serde_json::to_vec(&sample.data).map_err(|e| Error::Internal(e.to_string()))?,
+            metadata: sample.metadata.into_iter().collect(),
+        })
+    }
+
     #[doc(hidden)]
     pub fn from_wit(event: types::Event) -> Self {
         Self {

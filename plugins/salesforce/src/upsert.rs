@@ -109,16 +109,7 @@ mod tests {
     use serde_json::json;
 
     fn sample(envelope: &str) -> Event {
-        let envelope: Value = serde_json::from_str(envelope).expect("sample event is JSON");
-        Event {
-            id: envelope["id"].as_str().expect("id").to_owned(),
-            event_type: envelope["type"].as_str().expect("type").to_owned(),
-            tenant: envelope["tenant"].as_str().expect("tenant").to_owned(),
-            occurred_at: envelope["occurred_at"].as_u64().expect("occurred_at"),
-            content_type: "application/json".to_owned(),
-            data: serde_json::to_vec(&envelope["data"]).expect("data"),
-            metadata: Vec::new(),
-        }
+        Event::from_sample(envelope).expect("sample event")
     }
 
     macro_rules! sample {
