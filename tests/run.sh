@@ -10,7 +10,9 @@ for tool in cargo rustup node npm python3; do
 done
 rustup target add wasm32-wasip2
 
-# Engine, SDK (doc examples included) and end-to-end tests, against plugins built from source.
+# Engine, SDK (doc examples included) and end-to-end tests, against plugins built
+# from source. The CLI tests run the `weft` binary, which `cargo test` does not build.
+cargo build --release --workspace --bins
 cargo test --release --workspace
 
 # The plugins' own unit tests, natively.

@@ -4,14 +4,15 @@ use std::path::PathBuf;
 use std::process::{Command, Output};
 use weft_tests::{guest, repo_root};
 
-/// The `weft` binary of this build: `cargo test --workspace` builds it next to
-/// the test binary's `deps/` folder.
+/// The `weft` binary of this build, next to the test binary's `deps/` folder.
+/// `cargo test` does not build binaries of other packages: `tests/run.sh` runs
+/// `cargo build --bins` first.
 fn weft(args: &[&str]) -> Output {
     let exe = std::env::current_exe().unwrap();
     let binary: PathBuf = exe.parent().unwrap().parent().unwrap().join("weft");
     assert!(
         binary.exists(),
-        "{} is missing: run the tests with `cargo test --workspace`",
+        "{} is missing: build it first: `cargo build --release -p weft-engine` (tests/run.sh does)",
         binary.display()
     );
     let artifacts = tempfile::tempdir().unwrap();

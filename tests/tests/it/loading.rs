@@ -68,6 +68,16 @@ fn a_component_of_another_world_is_refused_naming_its_exports() {
 }
 
 #[test]
+fn a_component_missing_part_of_its_world_is_refused_naming_the_part() {
+    let message = load_error(&guest_bytes("missing-export"));
+    assert!(
+        message.starts_with("does not fit the transformer world of weft:plugin@0.1.0: "),
+        "{message}"
+    );
+    assert!(message.contains("describe"), "{message}");
+}
+
+#[test]
 fn a_component_built_against_another_contract_version_is_refused() {
     let message = load_error(&guest_bytes("future-contract"));
     assert_eq!(
