@@ -2,5 +2,6 @@
 //! components. The module list is the architecture; see ARCHITECTURE.md.
 
 pub mod cli;
+pub mod model;
 pub mod runtime;
 pub mod schema;

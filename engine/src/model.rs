@@ -1,0 +1,357 @@
+//! The domain: what Weft stores and passes between its modules, as plain data.
+//!
+//! Every object belongs to a tenant. Ids are prefixed (`evt_…`, `ep_…`) so that
+//! one kind can never be passed where another is expected, and they sort by
+//! creation time (ULIDs). Times are unix milliseconds. Nothing here knows HTTP,
+//! SQL or wasm.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// A unix timestamp in milliseconds.
+pub type UnixMillis = i64;
+
+/// The current time in unix milliseconds.
+pub fn now_millis() -> UnixMillis {
+    let since_epoch = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    since_epoch.as_millis() as UnixMillis
+}
+
+macro_rules! prefixed_id {
+    ($(#[$doc:meta])* $name:ident, $prefix:literal) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[serde(transparent)]
+        pub struct $name(String);
+
+        impl $name {
+            /// The prefix every id of this kind starts with, underscore included.
+            pub const PREFIX: &'static str = concat!($prefix, "_");
+
+            /// A new id, unique and sortable by creation time.
+            pub fn generate() -> Self {
+                Self(format!("{}{}", Self::PREFIX, ulid::Ulid::new().to_string().to_lowercase()))
+            }
+
+            /// Accepts `text` if it is an id of this kind.
+            pub fn parse(text: &str) -> Result<Self, InvalidId> {
+                let rest = text.strip_prefix(Self::PREFIX).ok_or_else(|| InvalidId {
+                    expected: Self::PREFIX,
+                    found: text.to_owned(),
+                })?;
+                let valid = !rest.is_empty()
+                    && rest.len() <= 64
+                    && rest.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+                if valid {
+                    Ok(Self(text.to_owned()))
+                } else {
+                    Err(InvalidId { expected: Self::PREFIX, found: text.to_owned() })
+                }
+            }
+
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+    };
+}
+
+/// Text that is not an id of the expected kind.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{found:?} is not a valid id: ids of this kind look like {expected}…")]
+pub struct InvalidId {
+    pub expected: &'static str,
+    pub found: String,
+}
+
+prefixed_id!(
+    /// An event captured by Weft. Client-supplied ids are accepted too (see
+    /// [`EventId::parse`]): a publisher that retries with the same id is deduplicated.
+    EventId, "evt"
+);
+prefixed_id!(
+    /// A destination: URL, method, headers, signing secret, retry policy.
+    EndpointId, "ep"
+);
+prefixed_id!(
+    /// Which events go to which endpoint, filtered and transformed how.
+    SubscriptionId, "sub"
+);
+prefixed_id!(
+    /// One event on its way to one subscription's endpoint.
+    DeliveryId, "dlv"
+);
+prefixed_id!(
+    /// One HTTP request made for a delivery.
+    AttemptId, "att"
+);
+
+/// The organisation an object belongs to. Tenants never see each other's objects.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct TenantId(String);
+
+impl TenantId {
+    /// Accepts 1–64 characters of `[a-z0-9_-]`.
+    pub fn parse(text: &str) -> Result<Self, InvalidId> {
+        let valid = !text.is_empty()
+            && text.len() <= 64
+            && text
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
+        if valid {
+            Ok(Self(text.to_owned()))
+        } else {
+            Err(InvalidId {
+                expected: "a tenant name of [a-z0-9_-] like acme",
+                found: text.to_owned(),
+            })
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for TenantId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// An event as captured: the payload exactly as published, plus what Weft knows.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    pub id: EventId,
+    pub tenant: TenantId,
+    /// `<entity>.<action>`: `sales_order.created`.
+    pub event_type: String,
+    /// When it happened, per the publisher (or when it was received).
+    pub occurred_at: UnixMillis,
+    /// When Weft accepted it.
+    pub received_at: UnixMillis,
+    /// The publisher's `Idempotency-Key`, if it sent one.
+    pub idempotency_key: Option<String>,
+    /// The JSON payload, as published.
+    pub payload: serde_json::Value,
+    pub metadata: BTreeMap<String, String>,
+}
+
+/// Where deliveries go, and how they are sent and retried.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Endpoint {
+    pub id: EndpointId,
+    pub tenant: TenantId,
+    pub name: String,
+    /// `https://…` (plain `http://` only where the operator allows it).
+    pub url: String,
+    /// `POST` unless set.
+    pub method: String,
+    /// Sent with every request, before Weft's own headers.
+    pub headers: BTreeMap<String, String>,
+    /// The Standard Webhooks signing secret, `whsec_<base64>`.
+    pub secret: String,
+    pub timeout_ms: u32,
+    pub retry: RetryPolicy,
+    pub enabled: bool,
+    /// Why Weft disabled it (a 410 Gone, say), when it did.
+    pub disabled_reason: Option<String>,
+    pub created_at: UnixMillis,
+    pub updated_at: UnixMillis,
+}
+
+/// How a failed delivery is retried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RetryPolicy {
+    /// Attempts in all, the first included. 1 means no retry.
+    pub max_attempts: u32,
+    pub backoff: Backoff,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "type")]
+pub enum Backoff {
+    /// `initial_ms`, then doubling up to `max_ms`, each with ±20 % jitter.
+    Exponential { initial_ms: u64, max_ms: u64 },
+    /// The same wait every time.
+    Fixed { delay_ms: u64 },
+}
+
+impl Default for RetryPolicy {
+    /// Eight attempts over about a day: 5 s, 30 s, 2 min, 10 min, 30 min, 2 h,
+    /// 5 h, 10 h (Backoff::Exponential approximates it from 5 s, capped at 10 h).
+    fn default() -> Self {
+        Self {
+            max_attempts: 8,
+            backoff: Backoff::Exponential {
+                initial_ms: 5_000,
+                max_ms: 10 * 3_600_000,
+            },
+        }
+    }
+}
+
+/// A plugin attached to a subscription, pinned to a version, with its config.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PluginRef {
+    pub plugin: String,
+    pub version: String,
+    #[serde(default = "empty_object")]
+    pub config: serde_json::Value,
+}
+
+fn empty_object() -> serde_json::Value {
+    serde_json::json!({})
+}
+
+/// Opt-in batching: up to `max_events` events, or what arrived within
+/// `max_wait_ms`, delivered as one JSON array.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Batching {
+    pub max_events: u32,
+    pub max_wait_ms: u32,
+}
+
+/// Which events go to which endpoint, and what happens to them on the way.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Subscription {
+    pub id: SubscriptionId,
+    pub tenant: TenantId,
+    pub name: String,
+    pub endpoint_id: EndpointId,
+    /// Exact types and wildcards: `sales_order.created`, `sales_order.*`, `*`.
+    pub event_types: Vec<String>,
+    /// A CEL expression over the payload (and `event`): `order.total > 100`.
+    pub filter: Option<String>,
+    /// A Jinja template producing the body, or a map of field → template.
+    pub template: Option<serde_json::Value>,
+    /// Run in order: filters, then transforms, then at most one integration template.
+    pub plugins: Vec<PluginRef>,
+    pub batching: Option<Batching>,
+    /// A Jinja template naming the ordering key (`{{ order.id }}`): deliveries
+    /// with the same key reach the endpoint in capture order.
+    pub ordering_key: Option<String>,
+    pub enabled: bool,
+    pub created_at: UnixMillis,
+    pub updated_at: UnixMillis,
+}
+
+/// Where a delivery stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryStatus {
+    /// Waiting for its next attempt (the first included).
+    Pending,
+    /// The endpoint answered 2xx.
+    Succeeded,
+    /// Dead-lettered: attempts exhausted, or the event can never succeed.
+    /// Replayable.
+    Failed,
+    /// A filter or plugin dropped the event for this subscription.
+    Dropped,
+}
+
+impl DeliveryStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Succeeded => "succeeded",
+            Self::Failed => "failed",
+            Self::Dropped => "dropped",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        [Self::Pending, Self::Succeeded, Self::Failed, Self::Dropped]
+            .into_iter()
+            .find(|status| status.as_str() == text)
+    }
+}
+
+/// One event on its way to one subscription's endpoint.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Delivery {
+    pub id: DeliveryId,
+    pub tenant: TenantId,
+    pub event_id: EventId,
+    pub event_type: String,
+    pub subscription_id: SubscriptionId,
+    pub endpoint_id: EndpointId,
+    pub status: DeliveryStatus,
+    /// Attempts made so far.
+    pub attempts: u32,
+    pub next_attempt_at: UnixMillis,
+    pub last_error: Option<String>,
+    pub ordering_key: Option<String>,
+    pub created_at: UnixMillis,
+    pub updated_at: UnixMillis,
+}
+
+/// One HTTP request made for a delivery, and what came back.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Attempt {
+    pub id: AttemptId,
+    pub tenant: TenantId,
+    pub delivery_id: DeliveryId,
+    /// 1 for the first attempt.
+    pub number: u32,
+    pub started_at: UnixMillis,
+    pub duration_ms: u32,
+    pub request_method: String,
+    pub request_url: String,
+    /// Secrets redacted.
+    pub request_headers: BTreeMap<String, String>,
+    pub response_status: Option<u16>,
+    pub response_headers: BTreeMap<String, String>,
+    /// At most [`MAX_RECORDED_RESPONSE_BYTES`], lossily decoded.
+    pub response_body: Option<String>,
+    pub error: Option<String>,
+}
+
+/// Response bodies are kept up to this size in the attempt history.
+pub const MAX_RECORDED_RESPONSE_BYTES: usize = 64 << 10;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_carry_their_kind() {
+        let id = EventId::generate();
+        assert!(id.as_str().starts_with("evt_"));
+        assert_eq!(EventId::parse(id.as_str()), Ok(id));
+        let cases = ["ep_01h", "evt_", "evt_a b", "evt_ünï", ""];
+        for text in cases {
+            assert!(EventId::parse(text).is_err(), "{text}");
+        }
+        assert_eq!(
+            EndpointId::parse("sub_1").unwrap_err().to_string(),
+            "\"sub_1\" is not a valid id: ids of this kind look like ep_…"
+        );
+    }
+
+    #[test]
+    fn generated_ids_sort_by_creation() {
+        let first = DeliveryId::generate();
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        assert!(first < DeliveryId::generate());
+    }
+
+    #[test]
+    fn tenants_are_lowercase_names() {
+        assert!(TenantId::parse("acme-water_2").is_ok());
+        for bad in ["", "Acme", "a/b", &"x".repeat(65)] {
+            assert!(TenantId::parse(bad).is_err(), "{bad}");
+        }
+    }
+}
