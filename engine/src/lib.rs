@@ -4,5 +4,6 @@
 pub mod cli;
 pub mod delivery;
 pub mod model;
+pub mod pipeline;
 pub mod runtime;
 pub mod schema;
