@@ -8,8 +8,14 @@
 //! `occurred_at`, `timestamp`). Both are compiled once, when a subscription is
 //! saved, so that a bad expression is refused then, not at delivery.
 
+mod context;
+mod filter;
 mod matching;
 
+#[cfg(test)]
+mod samples;
+
+pub use filter::{Filter, FilterError, MAX_FILTER_BYTES};
 pub use matching::{
     EventTypeError, MAX_EVENT_TYPE_LEN, PatternError, pattern_matches, validate_event_type,
     validate_pattern,
