@@ -11,6 +11,7 @@
 mod context;
 mod filter;
 mod matching;
+mod template;
 
 #[cfg(test)]
 mod samples;
@@ -19,4 +20,8 @@ pub use filter::{Filter, FilterError, MAX_FILTER_BYTES};
 pub use matching::{
     EventTypeError, MAX_EVENT_TYPE_LEN, PatternError, pattern_matches, validate_event_type,
     validate_pattern,
+};
+pub use template::{
+    MAX_RENDERED_BYTES, MAX_TEMPLATE_SOURCE_BYTES, MAX_TEMPLATE_STRINGS, PayloadTemplate,
+    TEMPLATE_FUEL, TemplateError, TemplatePart, TextTemplate, render_text,
 };
