@@ -8,6 +8,7 @@
 //! `occurred_at`, `timestamp`). Both are compiled once, when a subscription is
 //! saved, so that a bad expression is refused then, not at delivery.
 
+mod catalog;
 mod context;
 mod filter;
 mod matching;
@@ -16,6 +17,7 @@ mod template;
 #[cfg(test)]
 mod samples;
 
+pub use catalog::{Catalog, CatalogError, EventTypeDef, Module, PayloadError};
 pub use filter::{Filter, FilterError, MAX_FILTER_BYTES};
 pub use matching::{
     EventTypeError, MAX_EVENT_TYPE_LEN, PatternError, pattern_matches, validate_event_type,

@@ -15,7 +15,7 @@ struct SampleFile {
     data: serde_json::Value,
 }
 
-fn samples_dir() -> PathBuf {
+pub(crate) fn samples_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/events")
 }
 
@@ -39,3 +39,17 @@ pub(crate) fn sample_event(event_type: &str) -> Event {
     }
 }
 
+/// Every sample event, by type.
+pub(crate) fn all_sample_events() -> Vec<Event> {
+    let mut types: Vec<String> = std::fs::read_dir(samples_dir())
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|ext| ext == "json"))
+        .map(|path| path.file_stem().unwrap().to_string_lossy().into_owned())
+        .collect();
+    types.sort();
+    types
+        .iter()
+        .map(|event_type| sample_event(event_type))
+        .collect()
+}
