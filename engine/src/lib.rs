@@ -2,6 +2,8 @@
 //! components. The module list is the architecture; see ARCHITECTURE.md.
 
 pub mod cli;
+pub mod delivery;
 pub mod model;
+pub mod pipeline;
 pub mod runtime;
 pub mod schema;

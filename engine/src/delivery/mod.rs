@@ -1,0 +1,24 @@
+//! How a request leaves Weft: the HTTP client, Standard Webhooks signing and
+//! headers, and the retry rules. It knows nothing of SQL or wasm: callers hand it
+//! a request and get back what happened and what to do next.
+//!
+//! One attempt goes: [`webhook_headers`] (signed with the endpoint's secrets) →
+//! [`HttpSender::send`] → [`classify`] the [`SendResult`] → on
+//! [`Verdict::Retry`], [`next_attempt_delay`] says when, or that attempts are
+//! exhausted. [`redact_headers`] is what the attempt history stores.
+
+mod client;
+mod headers;
+mod retry;
+mod signing;
+
+#[cfg(test)]
+mod loopback_tests;
+
+pub use client::{ClientBuildError, HttpSender, OutboundRequest, SendError, SendResult};
+pub use headers::{REDACTED, USER_AGENT, redact_headers, webhook_headers};
+pub use retry::{MAX_RETRY_AFTER, Verdict, classify, next_attempt_delay, retry_after};
+pub use signing::{
+    HEADER_ID, HEADER_SIGNATURE, HEADER_TIMESTAMP, SECRET_PREFIX, SigningError, VerifyError,
+    generate_secret, sign, validate_secret, verify,
+};
