@@ -1,0 +1,67 @@
+//! Objects to store, complete and valid, for tests to adjust.
+
+use crate::model::{
+    Endpoint, EndpointId, PluginRef, RetryPolicy, Subscription, SubscriptionId, TenantId,
+    UnixMillis,
+};
+use serde_json::json;
+use std::collections::BTreeMap;
+
+/// A fixed "now", so that times in tests read as offsets from it.
+pub(crate) const NOW: UnixMillis = 1_700_000_000_000;
+
+pub(crate) fn tenant(name: &str) -> TenantId {
+    TenantId::parse(name).unwrap()
+}
+
+pub(crate) fn endpoint(tenant: &TenantId) -> Endpoint {
+    Endpoint {
+        id: EndpointId::generate(),
+        tenant: tenant.clone(),
+        name: "orders to the CRM".into(),
+        url: "https://crm.example.com/hooks/orders".into(),
+        method: "POST".into(),
+        headers: BTreeMap::from([("x-source".into(), "weft".into())]),
+        secret: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into(),
+        timeout_ms: 10_000,
+        retry: RetryPolicy::default(),
+        enabled: true,
+        disabled_reason: None,
+        created_at: NOW,
+        updated_at: NOW,
+    }
+}
+
+pub(crate) fn subscription(endpoint: &Endpoint) -> Subscription {
+    Subscription {
+        id: SubscriptionId::generate(),
+        tenant: endpoint.tenant.clone(),
+        name: "large orders".into(),
+        endpoint_id: endpoint.id.clone(),
+        event_types: vec!["sales_order.*".into(), "payment.received".into()],
+        filter: Some("order.total > 100".into()),
+        template: Some(json!({ "order_id": "{{ order.id }}" })),
+        plugins: vec![PluginRef {
+            plugin: "redact-pii".into(),
+            version: "1.0.0".into(),
+            config: json!({ "fields": ["email"] }),
+        }],
+        batching: None,
+        ordering_key: None,
+        enabled: true,
+        created_at: NOW,
+        updated_at: NOW,
+    }
+}
+
+/// Stores an endpoint of `tenant` and a subscription to it.
+pub(crate) async fn configured(
+    store: &crate::store::Store,
+    tenant: &TenantId,
+) -> (Endpoint, Subscription) {
+    let endpoint = endpoint(tenant);
+    store.create_endpoint(&endpoint).await.unwrap();
+    let subscription = subscription(&endpoint);
+    store.create_subscription(&subscription).await.unwrap();
+    (endpoint, subscription)
+}

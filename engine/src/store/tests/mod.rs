@@ -1,0 +1,9 @@
+//! The store's tests. Every test runs its body twice, against SQLite (a
+//! temporary file) and against PostgreSQL (a schema of its own, so tests run in
+//! parallel), because both backends must behave the same.
+
+mod backends;
+mod config;
+mod connect;
+mod fixtures;
+mod plugins;
