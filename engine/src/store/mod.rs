@@ -14,9 +14,12 @@
 //! PostgreSQL database: a row is leased to one of them at a time.
 
 mod database;
+mod deliveries;
 mod endpoints;
 mod error;
 mod event_types;
+mod events;
+mod history;
 mod json;
 mod migrations;
 mod plugins;
@@ -27,6 +30,8 @@ mod tests;
 
 pub use error::StoreError;
 pub use event_types::EventTypeRecord;
+pub use events::{IngestOutcome, NewEvent};
+pub use history::{DeliveryQuery, MAX_PAGE_SIZE};
 pub use plugins::StoredPlugin;
 
 use database::Backend;

@@ -1,7 +1,7 @@
 //! Opening databases: URLs, migrations.
 
 use super::backends::{connect, on_both_databases};
-use super::fixtures::{configured, endpoint, tenant};
+use super::fixtures::{configured, endpoint, event, new_event, tenant};
 use crate::store::{Store, StoreError};
 
 #[tokio::test]
@@ -10,14 +10,16 @@ async fn connecting_twice_applies_the_migrations_once() {
         let acme = tenant("acme");
         let first = connect(&url).await;
         let (_, subscription) = configured(&first, &acme).await;
+        let stored = event(&acme);
+        first
+            .insert_events(vec![new_event(stored.clone(), &subscription)])
+            .await
+            .unwrap();
 
         let second = connect(&url).await;
         assert_eq!(
-            second
-                .get_subscription(&acme, &subscription.id)
-                .await
-                .unwrap(),
-            Some(subscription)
+            second.get_event(&acme, &stored.id).await.unwrap(),
+            Some(stored)
         );
     })
     .await;

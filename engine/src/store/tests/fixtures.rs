@@ -1,9 +1,10 @@
 //! Objects to store, complete and valid, for tests to adjust.
 
 use crate::model::{
-    Endpoint, EndpointId, PluginRef, RetryPolicy, Subscription, SubscriptionId, TenantId,
-    UnixMillis,
+    Delivery, DeliveryId, DeliveryStatus, Endpoint, EndpointId, Event, EventId, PluginRef,
+    RetryPolicy, Subscription, SubscriptionId, TenantId, UnixMillis,
 };
+use crate::store::NewEvent;
 use serde_json::json;
 use std::collections::BTreeMap;
 
@@ -52,6 +53,44 @@ pub(crate) fn subscription(endpoint: &Endpoint) -> Subscription {
         created_at: NOW,
         updated_at: NOW,
     }
+}
+
+pub(crate) fn event(tenant: &TenantId) -> Event {
+    Event {
+        id: EventId::generate(),
+        tenant: tenant.clone(),
+        event_type: "sales_order.created".into(),
+        occurred_at: NOW - 5,
+        received_at: NOW,
+        idempotency_key: None,
+        payload: json!({ "order": { "id": "SO-1001", "total": 250.5, "lines": [1, 2] } }),
+        metadata: BTreeMap::from([("source".into(), "sales".into())]),
+    }
+}
+
+/// A pending delivery of `event` to `subscription`, due now.
+pub(crate) fn delivery(event: &Event, subscription: &Subscription) -> Delivery {
+    Delivery {
+        id: DeliveryId::generate(),
+        tenant: event.tenant.clone(),
+        event_id: event.id.clone(),
+        event_type: event.event_type.clone(),
+        subscription_id: subscription.id.clone(),
+        endpoint_id: subscription.endpoint_id.clone(),
+        status: DeliveryStatus::Pending,
+        attempts: 0,
+        next_attempt_at: NOW,
+        last_error: None,
+        ordering_key: None,
+        created_at: NOW,
+        updated_at: NOW,
+    }
+}
+
+/// `event` with one pending delivery to `subscription`.
+pub(crate) fn new_event(event: Event, subscription: &Subscription) -> NewEvent {
+    let deliveries = vec![delivery(&event, subscription)];
+    NewEvent { event, deliveries }
 }
 
 /// Stores an endpoint of `tenant` and a subscription to it.

@@ -6,4 +6,6 @@ mod backends;
 mod config;
 mod connect;
 mod fixtures;
+mod ingest;
 mod plugins;
+mod search;
