@@ -127,6 +127,18 @@ impl Backend {
         })
     }
 
+    /// Runs one writing statement on its own (it commits by itself) and returns
+    /// the rows of its `RETURNING` clause.
+    pub(super) async fn write_returning(
+        &self,
+        statement: Statement,
+    ) -> Result<Vec<Row>, sqlx::Error> {
+        Ok(match self {
+            Self::Sqlite { writer, .. } => rows(bind(statement).fetch_all(writer).await?),
+            Self::Postgres(pool) => rows(bind(statement).fetch_all(pool).await?),
+        })
+    }
+
     /// Runs one writing statement on its own and returns how many rows it changed.
     pub(super) async fn write(&self, statement: Statement) -> Result<u64, sqlx::Error> {
         Ok(match self {

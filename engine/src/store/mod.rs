@@ -13,6 +13,7 @@
 //! rows fall due again when it ends. Several Weft nodes may share one
 //! PostgreSQL database: a row is leased to one of them at a time.
 
+mod attempts;
 mod database;
 mod deliveries;
 mod endpoints;
@@ -28,6 +29,7 @@ mod subscriptions;
 #[cfg(test)]
 mod tests;
 
+pub use deliveries::DeliveryUpdate;
 pub use error::StoreError;
 pub use event_types::EventTypeRecord;
 pub use events::{IngestOutcome, NewEvent};

@@ -2,8 +2,8 @@
 //! tenant isolation.
 
 use super::backends::on_both_backends;
-use super::fixtures::{NOW, configured, endpoint, subscription, tenant};
-use crate::model::{Backoff, Batching, Endpoint, RetryPolicy, Subscription};
+use super::fixtures::{NOW, configured, endpoint, event, new_event, subscription, tenant};
+use crate::model::{Backoff, Batching, DeliveryStatus, Endpoint, RetryPolicy, Subscription};
 use crate::store::{EventTypeRecord, StoreError};
 use serde_json::json;
 
@@ -254,6 +254,35 @@ async fn ingest_matches_only_enabled_subscriptions_of_enabled_endpoints() {
         assert_eq!(
             store.enabled_subscriptions(&acme).await.unwrap(),
             vec![live]
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn deleting_a_subscription_drops_its_pending_deliveries() {
+    on_both_backends(|store| async move {
+        let acme = tenant("acme");
+        let (_, subscription) = configured(&store, &acme).await;
+        let new = new_event(event(&acme), &subscription);
+        store.insert_events(vec![new.clone()]).await.unwrap();
+
+        store
+            .delete_subscription(&acme, &subscription.id)
+            .await
+            .unwrap();
+
+        let kept = store
+            .get_delivery(&acme, &new.deliveries[0].id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(kept.status, DeliveryStatus::Dropped);
+        let reason = format!("subscription {} was deleted", subscription.id);
+        assert_eq!(kept.last_error, Some(reason));
+        assert_eq!(
+            store.claim_due_deliveries(NOW, 10, 1_000).await.unwrap(),
+            vec![]
         );
     })
     .await;

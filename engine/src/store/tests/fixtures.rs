@@ -1,8 +1,8 @@
 //! Objects to store, complete and valid, for tests to adjust.
 
 use crate::model::{
-    Delivery, DeliveryId, DeliveryStatus, Endpoint, EndpointId, Event, EventId, PluginRef,
-    RetryPolicy, Subscription, SubscriptionId, TenantId, UnixMillis,
+    Attempt, AttemptId, Delivery, DeliveryId, DeliveryStatus, Endpoint, EndpointId, Event, EventId,
+    PluginRef, RetryPolicy, Subscription, SubscriptionId, TenantId, UnixMillis,
 };
 use crate::store::NewEvent;
 use serde_json::json;
@@ -91,6 +91,25 @@ pub(crate) fn delivery(event: &Event, subscription: &Subscription) -> Delivery {
 pub(crate) fn new_event(event: Event, subscription: &Subscription) -> NewEvent {
     let deliveries = vec![delivery(&event, subscription)];
     NewEvent { event, deliveries }
+}
+
+/// Attempt `number` of `delivery`, answered with `status`.
+pub(crate) fn attempt(delivery: &Delivery, number: u32, status: u16) -> Attempt {
+    Attempt {
+        id: AttemptId::generate(),
+        tenant: delivery.tenant.clone(),
+        delivery_id: delivery.id.clone(),
+        number,
+        started_at: NOW + i64::from(number),
+        duration_ms: 42,
+        request_method: "POST".into(),
+        request_url: "https://crm.example.com/hooks/orders".into(),
+        request_headers: BTreeMap::from([("webhook-id".into(), delivery.id.to_string())]),
+        response_status: Some(status),
+        response_headers: BTreeMap::from([("content-type".into(), "text/plain".into())]),
+        response_body: Some("busy".into()),
+        error: None,
+    }
 }
 
 /// Stores an endpoint of `tenant` and a subscription to it.

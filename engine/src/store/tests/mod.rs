@@ -8,4 +8,5 @@ mod connect;
 mod fixtures;
 mod ingest;
 mod plugins;
+mod queue;
 mod search;
