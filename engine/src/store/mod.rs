@@ -33,7 +33,7 @@ pub use deliveries::DeliveryUpdate;
 pub use error::StoreError;
 pub use event_types::EventTypeRecord;
 pub use events::{IngestOutcome, NewEvent};
-pub use history::{DeliveryQuery, MAX_PAGE_SIZE};
+pub use history::{DEFAULT_PAGE_SIZE, DeliveryQuery, MAX_PAGE_SIZE};
 pub use plugins::StoredPlugin;
 
 use database::Backend;
