@@ -7,3 +7,4 @@ pub mod model;
 pub mod pipeline;
 pub mod runtime;
 pub mod schema;
+pub mod store;

@@ -1,0 +1,353 @@
+//! The delivery queue: deliveries are created with their event, claimed by
+//! workers under a lease, finished in batches, and replayed on request.
+//!
+//! A claimed delivery stays `pending` with `lease_until` set, and its
+//! `next_attempt_at` moves to the end of the lease: if its worker dies, that is
+//! when it falls due again, and the claim query's index range skips it until
+//! then instead of scanning past every delivery in flight.
+
+use super::Store;
+use super::attempts::insert_attempts;
+use super::database::{Dialect, ROWS_PER_STATEMENT, Row, SqlBuilder, Statement, Tx, Value};
+use super::error::StoreError;
+use crate::model::{
+    Attempt, Delivery, DeliveryId, DeliveryStatus, EndpointId, EventId, SubscriptionId, TenantId,
+    UnixMillis, now_millis,
+};
+use std::collections::{HashMap, HashSet};
+
+/// What a worker learned about one delivery: its new state, and the attempt
+/// it made, if it made one (a plugin may drop or dead-letter without a request).
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeliveryUpdate {
+    pub tenant: TenantId,
+    pub delivery_id: DeliveryId,
+    pub status: DeliveryStatus,
+    /// Attempts made so far, this one included.
+    pub attempts: u32,
+    pub next_attempt_at: UnixMillis,
+    pub last_error: Option<String>,
+    pub attempt: Option<Attempt>,
+}
+
+/// The columns of `deliveries` a [`Delivery`] is made of, as
+/// [`insert_deliveries`] writes them.
+macro_rules! delivery_columns {
+    () => {
+        "tenant, id, event_id, event_type, subscription_id, endpoint_id, status, attempts, \
+         next_attempt_at, last_error, ordering_key, created_at, updated_at"
+    };
+}
+pub(super) use delivery_columns;
+const INSERTED_COLUMN_COUNT: usize = 13;
+
+/// Due, unleased, pending deliveries, longest overdue first, skipping any whose
+/// ordering key has an earlier delivery still pending: that one goes first.
+macro_rules! claimable {
+    () => {
+        "SELECT seq FROM deliveries AS candidate
+         WHERE status = 'pending' AND next_attempt_at <= $1
+           AND (lease_until IS NULL OR lease_until <= $1)
+           AND (ordering_key IS NULL OR NOT EXISTS (
+                SELECT 1 FROM deliveries AS earlier
+                WHERE earlier.tenant = candidate.tenant
+                  AND earlier.subscription_id = candidate.subscription_id
+                  AND earlier.ordering_key = candidate.ordering_key
+                  AND earlier.status = 'pending'
+                  AND earlier.seq < candidate.seq))
+         ORDER BY next_attempt_at, seq
+         LIMIT $2"
+    };
+}
+
+/// SQLite has one writer at a time, so a single statement claims atomically.
+const CLAIM_ON_SQLITE: &str = concat!(
+    "UPDATE deliveries SET lease_until = $1 + $3, next_attempt_at = $1 + $3 WHERE seq IN (",
+    claimable!(),
+    ") RETURNING seq, ",
+    delivery_columns!()
+);
+
+/// On PostgreSQL several nodes claim at once: each locks the rows it picks and
+/// skips those another has locked, so no row is claimed twice and no claimer
+/// waits for another.
+const CLAIM_ON_POSTGRES: &str = concat!(
+    "WITH claimed AS (",
+    claimable!(),
+    " FOR UPDATE OF candidate SKIP LOCKED) \
+     UPDATE deliveries SET lease_until = $1 + $3, next_attempt_at = $1 + $3 \
+     FROM claimed WHERE deliveries.seq = claimed.seq RETURNING deliveries.seq, ",
+    delivery_columns!()
+);
+
+impl Store {
+    /// Leases up to `limit` due deliveries, longest overdue first, for
+    /// `lease_ms`: no other claimer gets them until the lease ends or they are
+    /// finished. They come back in capture order, each with `next_attempt_at`
+    /// at the end of its lease.
+    ///
+    /// Due means pending, `next_attempt_at <= now`, not leased. A delivery with
+    /// an ordering key waits while an earlier delivery (by capture order) of
+    /// the same subscription and key is pending, so a failing head delays only
+    /// its own key.
+    pub async fn claim_due_deliveries(
+        &self,
+        now: UnixMillis,
+        limit: u32,
+        lease_ms: u32,
+    ) -> Result<Vec<Delivery>, StoreError> {
+        let sql = match self.backend.dialect() {
+            Dialect::Sqlite => CLAIM_ON_SQLITE,
+            Dialect::Postgres => CLAIM_ON_POSTGRES,
+        };
+        let statement = Statement::new(sql)
+            .bind(now)
+            .bind(i64::from(limit))
+            .bind(i64::from(lease_ms));
+        let rows = self
+            .backend
+            .write_returning(statement)
+            .await
+            .map_err(StoreError::database("claiming due deliveries"))?;
+        let mut claimed = rows
+            .iter()
+            .map(|row| Ok((row.get::<i64>("seq")?, delivery_from_row(row)?)))
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        claimed.sort_by_key(|(seq, _)| *seq);
+        Ok(claimed.into_iter().map(|(_, delivery)| delivery).collect())
+    }
+
+    /// Records what workers did, all in one transaction: inserts each attempt,
+    /// sets each delivery's state and ends its lease. When one delivery is
+    /// updated twice, the later update wins.
+    pub async fn finish_deliveries(&self, results: Vec<DeliveryUpdate>) -> Result<(), StoreError> {
+        for update in &results {
+            check_attempt_follows_its_delivery(update)?;
+        }
+        let mut latest: HashMap<(&TenantId, &DeliveryId), &DeliveryUpdate> = HashMap::new();
+        for update in &results {
+            latest.insert((&update.tenant, &update.delivery_id), update);
+        }
+        let mut updates: Vec<&DeliveryUpdate> = latest.into_values().collect();
+        // One lock order for every batch: two batches that touch the same
+        // deliveries (a worker whose lease ran out, and its successor) cannot
+        // deadlock on PostgreSQL.
+        updates.sort_by_key(|update| (&update.tenant, &update.delivery_id));
+        let attempts: Vec<&Attempt> = results.iter().filter_map(|u| u.attempt.as_ref()).collect();
+
+        let mut tx = self
+            .backend
+            .begin()
+            .await
+            .map_err(StoreError::database("starting to finish deliveries"))?;
+        update_deliveries(&mut tx, &updates, now_millis()).await?;
+        insert_attempts(&mut tx, &attempts).await?;
+        tx.commit()
+            .await
+            .map_err(StoreError::database("committing finished deliveries"))
+    }
+
+    /// Sends delivery `id` again: pending, due `now`, lease cleared. Its
+    /// attempt count is kept, so attempt numbers continue. A delivery in flight
+    /// (pending and leased) is returned unchanged: its attempt is under way,
+    /// and clearing its lease would let a second worker send it concurrently.
+    pub async fn replay_delivery(
+        &self,
+        tenant: &TenantId,
+        id: &DeliveryId,
+        now: UnixMillis,
+    ) -> Result<Option<Delivery>, StoreError> {
+        const REPLAY: &str = concat!(
+            "UPDATE deliveries SET status = 'pending', next_attempt_at = $3, lease_until = NULL, \
+             updated_at = $3 \
+             WHERE tenant = $1 AND id = $2 \
+               AND NOT (status = 'pending' AND lease_until IS NOT NULL AND lease_until > $3) \
+             RETURNING ",
+            delivery_columns!()
+        );
+        let statement = Statement::new(REPLAY)
+            .bind(tenant.as_str())
+            .bind(id.as_str())
+            .bind(now);
+        let rows = self
+            .backend
+            .write_returning(statement)
+            .await
+            .map_err(StoreError::database(format!("replaying delivery {id}")))?;
+        match rows.first() {
+            Some(row) => delivery_from_row(row).map(Some),
+            None => self.get_delivery(tenant, id).await,
+        }
+    }
+
+    /// Replays every failed delivery to `endpoint` created in `since..until`
+    /// (`since` included), due `now`; returns how many.
+    pub async fn replay_failed(
+        &self,
+        tenant: &TenantId,
+        endpoint: &EndpointId,
+        since: UnixMillis,
+        until: UnixMillis,
+        now: UnixMillis,
+    ) -> Result<u64, StoreError> {
+        let statement = Statement::new(
+            "UPDATE deliveries SET status = 'pending', next_attempt_at = $5, lease_until = NULL, \
+             updated_at = $5 \
+             WHERE tenant = $1 AND endpoint_id = $2 AND status = 'failed' \
+               AND created_at >= $3 AND created_at < $4",
+        )
+        .bind(tenant.as_str())
+        .bind(endpoint.as_str())
+        .bind(since)
+        .bind(until)
+        .bind(now);
+        self.backend
+            .write(statement)
+            .await
+            .map_err(StoreError::database(format!(
+                "replaying the failed deliveries of endpoint {endpoint}"
+            )))
+    }
+}
+
+/// Inserts new deliveries (pending or already settled) in multi-row statements.
+pub(super) async fn insert_deliveries(
+    tx: &mut Tx,
+    deliveries: &[&Delivery],
+) -> Result<(), StoreError> {
+    for chunk in deliveries.chunks(ROWS_PER_STATEMENT) {
+        let rows = chunk
+            .iter()
+            .map(|delivery| -> [Value; INSERTED_COLUMN_COUNT] {
+                [
+                    delivery.tenant.as_str().into(),
+                    delivery.id.as_str().into(),
+                    delivery.event_id.as_str().into(),
+                    delivery.event_type.as_str().into(),
+                    delivery.subscription_id.as_str().into(),
+                    delivery.endpoint_id.as_str().into(),
+                    delivery.status.as_str().into(),
+                    delivery.attempts.into(),
+                    delivery.next_attempt_at.into(),
+                    delivery.last_error.as_deref().into(),
+                    delivery.ordering_key.as_deref().into(),
+                    delivery.created_at.into(),
+                    delivery.updated_at.into(),
+                ]
+            });
+        let statement = SqlBuilder::new(tx.dialect())
+            .sql(concat!(
+                "INSERT INTO deliveries (",
+                delivery_columns!(),
+                ") VALUES "
+            ))
+            .rows(rows)
+            .build(chunk.len() == ROWS_PER_STATEMENT);
+        tx.execute(statement)
+            .await
+            .map_err(StoreError::database(format!(
+                "inserting {} deliveries",
+                chunk.len()
+            )))?;
+    }
+    Ok(())
+}
+
+/// Applies workers' updates, many per statement; fails with `NotFound` (and
+/// the caller's transaction rolls back) if a delivery does not exist.
+async fn update_deliveries(
+    tx: &mut Tx,
+    updates: &[&DeliveryUpdate],
+    now: UnixMillis,
+) -> Result<(), StoreError> {
+    for chunk in updates.chunks(ROWS_PER_STATEMENT) {
+        let rows = chunk.iter().map(|update| -> [Value; 6] {
+            [
+                update.tenant.as_str().into(),
+                update.delivery_id.as_str().into(),
+                update.status.as_str().into(),
+                update.attempts.into(),
+                update.next_attempt_at.into(),
+                update.last_error.as_deref().into(),
+            ]
+        });
+        // `VALUES` columns are named column1, column2, … on both backends.
+        let statement = SqlBuilder::new(tx.dialect())
+            .sql(
+                "UPDATE deliveries SET status = changed.column3, attempts = changed.column4, \
+                 next_attempt_at = changed.column5, last_error = changed.column6, \
+                 lease_until = NULL, updated_at = ",
+            )
+            .parameter(now)
+            .sql(" FROM (VALUES ")
+            .rows(rows)
+            .sql(
+                ") AS changed \
+                 WHERE deliveries.tenant = changed.column1 AND deliveries.id = changed.column2 \
+                 RETURNING deliveries.tenant, deliveries.id",
+            )
+            .build(chunk.len() == ROWS_PER_STATEMENT);
+        let rows = tx
+            .fetch_all(statement)
+            .await
+            .map_err(StoreError::database(format!(
+                "finishing {} deliveries",
+                chunk.len()
+            )))?;
+        if rows.len() < chunk.len() {
+            let mut found = HashSet::new();
+            for row in &rows {
+                found.insert((row.get::<String>("tenant")?, row.get::<String>("id")?));
+            }
+            let missing = chunk.iter().find(|update| {
+                !found.contains(&(
+                    update.tenant.as_str().to_owned(),
+                    update.delivery_id.as_str().to_owned(),
+                ))
+            });
+            if let Some(missing) = missing {
+                return Err(StoreError::not_found("delivery", &missing.delivery_id));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// An attempt filed under another delivery would land in the wrong history.
+fn check_attempt_follows_its_delivery(update: &DeliveryUpdate) -> Result<(), StoreError> {
+    match &update.attempt {
+        Some(attempt)
+            if attempt.tenant != update.tenant || attempt.delivery_id != update.delivery_id =>
+        {
+            Err(StoreError::Invalid(format!(
+                "attempt {} of tenant {} is for delivery {}, but it was reported with delivery {} of tenant {}",
+                attempt.id, attempt.tenant, attempt.delivery_id, update.delivery_id, update.tenant
+            )))
+        }
+        _ => Ok(()),
+    }
+}
+
+pub(super) fn delivery_from_row(row: &Row) -> Result<Delivery, StoreError> {
+    let status: String = row.get("status")?;
+    let id = row.get_id("id", DeliveryId::parse)?;
+    Ok(Delivery {
+        tenant: row.get_id("tenant", TenantId::parse)?,
+        event_id: row.get_id("event_id", EventId::parse)?,
+        event_type: row.get("event_type")?,
+        subscription_id: row.get_id("subscription_id", SubscriptionId::parse)?,
+        endpoint_id: row.get_id("endpoint_id", EndpointId::parse)?,
+        status: DeliveryStatus::parse(&status).ok_or_else(|| {
+            StoreError::Corrupt(format!(
+                "status of delivery {id}: unknown status {status:?}"
+            ))
+        })?,
+        attempts: row.get_u32("attempts")?,
+        next_attempt_at: row.get("next_attempt_at")?,
+        last_error: row.get("last_error")?,
+        ordering_key: row.get("ordering_key")?,
+        created_at: row.get("created_at")?,
+        updated_at: row.get("updated_at")?,
+        id,
+    })
+}

@@ -1,0 +1,216 @@
+//! Endpoints: where deliveries go, and how they are sent and retried.
+
+use super::Store;
+use super::database::{Row, Statement, is_unique_violation};
+use super::error::StoreError;
+use super::json::{json_column, to_json};
+use crate::model::{Endpoint, EndpointId, TenantId, UnixMillis};
+
+/// The columns of `endpoints`, in the order [`push_endpoint`] binds them.
+macro_rules! endpoint_columns {
+    () => {
+        "tenant, id, name, url, method, headers, secret, timeout_ms, retry, enabled, \
+         disabled_reason, created_at, updated_at"
+    };
+}
+
+impl Store {
+    /// Stores a new endpoint. `Conflict` if its id is taken in its tenant.
+    pub async fn create_endpoint(&self, endpoint: &Endpoint) -> Result<(), StoreError> {
+        const INSERT: &str = concat!(
+            "INSERT INTO endpoints (",
+            endpoint_columns!(),
+            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
+        );
+        let mut statement = Statement::new(INSERT);
+        push_endpoint(&mut statement, endpoint)?;
+        match self.backend.write(statement).await {
+            Ok(_) => Ok(()),
+            Err(error) if is_unique_violation(&error) => Err(StoreError::Conflict(format!(
+                "endpoint {} already exists",
+                endpoint.id
+            ))),
+            Err(error) => Err(StoreError::database(format!(
+                "creating endpoint {}",
+                endpoint.id
+            ))(error)),
+        }
+    }
+
+    /// The endpoint `id` of `tenant`.
+    pub async fn get_endpoint(
+        &self,
+        tenant: &TenantId,
+        id: &EndpointId,
+    ) -> Result<Option<Endpoint>, StoreError> {
+        const GET: &str = concat!(
+            "SELECT ",
+            endpoint_columns!(),
+            " FROM endpoints WHERE tenant = $1 AND id = $2"
+        );
+        let statement = Statement::new(GET).bind(tenant.as_str()).bind(id.as_str());
+        let row = self
+            .backend
+            .fetch_optional(statement)
+            .await
+            .map_err(StoreError::database(format!("reading endpoint {id}")))?;
+        row.as_ref().map(endpoint_from_row).transpose()
+    }
+
+    /// `tenant`'s endpoints, oldest first.
+    pub async fn list_endpoints(&self, tenant: &TenantId) -> Result<Vec<Endpoint>, StoreError> {
+        const LIST: &str = concat!(
+            "SELECT ",
+            endpoint_columns!(),
+            " FROM endpoints WHERE tenant = $1 ORDER BY created_at, id"
+        );
+        let statement = Statement::new(LIST).bind(tenant.as_str());
+        let rows = self
+            .backend
+            .fetch_all(statement)
+            .await
+            .map_err(StoreError::database(format!(
+                "listing the endpoints of tenant {tenant}"
+            )))?;
+        rows.iter().map(endpoint_from_row).collect()
+    }
+
+    /// Replaces the stored endpoint with `endpoint` (all but `created_at`).
+    /// `NotFound` if it does not exist.
+    pub async fn update_endpoint(&self, endpoint: &Endpoint) -> Result<(), StoreError> {
+        const UPDATE: &str = "UPDATE endpoints SET name = $3, url = $4, method = $5, headers = $6, \
+             secret = $7, timeout_ms = $8, retry = $9, enabled = $10, disabled_reason = $11, \
+             updated_at = $13 \
+             WHERE tenant = $1 AND id = $2";
+        let mut statement = Statement::new(UPDATE);
+        push_endpoint(&mut statement, endpoint)?;
+        let changed = self
+            .backend
+            .write(statement)
+            .await
+            .map_err(StoreError::database(format!(
+                "updating endpoint {}",
+                endpoint.id
+            )))?;
+        if changed == 0 {
+            return Err(StoreError::not_found("endpoint", &endpoint.id));
+        }
+        Ok(())
+    }
+
+    /// Deletes endpoint `id`. `Conflict` naming the subscriptions that still
+    /// deliver to it; its delivery history stays.
+    pub async fn delete_endpoint(
+        &self,
+        tenant: &TenantId,
+        id: &EndpointId,
+    ) -> Result<(), StoreError> {
+        let doing = || format!("deleting endpoint {id}");
+        let mut tx = self
+            .backend
+            .begin()
+            .await
+            .map_err(StoreError::database(doing()))?;
+        let users = Statement::new(
+            "SELECT id FROM subscriptions WHERE tenant = $1 AND endpoint_id = $2 ORDER BY id",
+        )
+        .bind(tenant.as_str())
+        .bind(id.as_str());
+        let users = tx
+            .fetch_all(users)
+            .await
+            .map_err(StoreError::database(doing()))?
+            .iter()
+            .map(|row| row.get::<String>("id"))
+            .collect::<Result<Vec<_>, _>>()?;
+        if !users.is_empty() {
+            return Err(StoreError::Conflict(format!(
+                "endpoint {id} is still used by subscriptions {}: delete them or move them to another endpoint first",
+                users.join(", ")
+            )));
+        }
+        let delete = Statement::new("DELETE FROM endpoints WHERE tenant = $1 AND id = $2")
+            .bind(tenant.as_str())
+            .bind(id.as_str());
+        let deleted = tx
+            .execute(delete)
+            .await
+            .map_err(StoreError::database(doing()))?;
+        if deleted == 0 {
+            return Err(StoreError::not_found("endpoint", id));
+        }
+        tx.commit().await.map_err(StoreError::database(doing()))
+    }
+
+    /// Stops deliveries to endpoint `id` (after a 410 Gone, say), saying why.
+    pub async fn disable_endpoint(
+        &self,
+        tenant: &TenantId,
+        id: &EndpointId,
+        reason: &str,
+        now: UnixMillis,
+    ) -> Result<(), StoreError> {
+        let statement = Statement::new(
+            "UPDATE endpoints SET enabled = $3, disabled_reason = $4, updated_at = $5 \
+             WHERE tenant = $1 AND id = $2",
+        )
+        .bind(tenant.as_str())
+        .bind(id.as_str())
+        .bind(false)
+        .bind(reason)
+        .bind(now);
+        let changed = self
+            .backend
+            .write(statement)
+            .await
+            .map_err(StoreError::database(format!("disabling endpoint {id}")))?;
+        if changed == 0 {
+            return Err(StoreError::not_found("endpoint", id));
+        }
+        Ok(())
+    }
+}
+
+fn push_endpoint(statement: &mut Statement, endpoint: &Endpoint) -> Result<(), StoreError> {
+    let owner = || format!("endpoint {}", endpoint.id);
+    statement.push(endpoint.tenant.as_str());
+    statement.push(endpoint.id.as_str());
+    statement.push(endpoint.name.as_str());
+    statement.push(endpoint.url.as_str());
+    statement.push(endpoint.method.as_str());
+    statement.push(to_json(
+        &endpoint.headers,
+        format_args!("the headers of {}", owner()),
+    )?);
+    statement.push(endpoint.secret.as_str());
+    statement.push(endpoint.timeout_ms);
+    statement.push(to_json(
+        &endpoint.retry,
+        format_args!("the retry policy of {}", owner()),
+    )?);
+    statement.push(endpoint.enabled);
+    statement.push(endpoint.disabled_reason.as_deref());
+    statement.push(endpoint.created_at);
+    statement.push(endpoint.updated_at);
+    Ok(())
+}
+
+fn endpoint_from_row(row: &Row) -> Result<Endpoint, StoreError> {
+    let id = row.get_id("id", EndpointId::parse)?;
+    let owner = format!("endpoint {id}");
+    Ok(Endpoint {
+        tenant: row.get_id("tenant", TenantId::parse)?,
+        name: row.get("name")?,
+        url: row.get("url")?,
+        method: row.get("method")?,
+        headers: json_column(row, "headers", &owner)?,
+        secret: row.get("secret")?,
+        timeout_ms: row.get_u32("timeout_ms")?,
+        retry: json_column(row, "retry", &owner)?,
+        enabled: row.get("enabled")?,
+        disabled_reason: row.get("disabled_reason")?,
+        created_at: row.get("created_at")?,
+        updated_at: row.get("updated_at")?,
+        id,
+    })
+}

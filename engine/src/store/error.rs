@@ -1,0 +1,37 @@
+//! What can go wrong in the store, in terms its callers can act on: the API maps
+//! `NotFound` to 404, `Conflict` to 409, `Invalid` to 400, the rest to 500.
+
+/// A failed store operation. Every message names the object or input at fault.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    /// The object does not exist in the tenant (it may exist in another one).
+    #[error("{kind} {id} not found")]
+    NotFound { kind: &'static str, id: String },
+    /// The operation contradicts what is stored: a duplicate, or an object still in use.
+    #[error("{0}")]
+    Conflict(String),
+    /// The caller passed something the store cannot write as given.
+    #[error("{0}")]
+    Invalid(String),
+    /// The database failed; the message says what was being done.
+    #[error("database error while {0}")]
+    Database(String),
+    /// A stored value cannot be decoded: the database was changed behind Weft's back.
+    #[error("corrupt data: {0}")]
+    Corrupt(String),
+}
+
+impl StoreError {
+    pub(super) fn not_found(kind: &'static str, id: impl ToString) -> Self {
+        Self::NotFound {
+            kind,
+            id: id.to_string(),
+        }
+    }
+
+    /// Wraps a database error with what was being done: `database("claiming deliveries")`.
+    pub(super) fn database(doing: impl Into<String>) -> impl FnOnce(sqlx::Error) -> Self {
+        let doing = doing.into();
+        move |error| Self::Database(format!("{doing}: {error}"))
+    }
+}

@@ -1,0 +1,45 @@
+//! The schema migrations, embedded in the binary so `weft serve` needs no files
+//! beside it, and applied on every connect (applied ones are skipped).
+
+use super::database::Dialect;
+use sqlx::SqlStr;
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+use std::borrow::Cow;
+
+/// `(version, description, SQL)`, oldest first. Never edit a released file:
+/// add the next version instead (sqlx refuses a database whose applied
+/// migrations changed).
+type MigrationFile = (i64, &'static str, &'static str);
+
+const SQLITE: &[MigrationFile] = &[(
+    1,
+    "initial",
+    include_str!("../../migrations/sqlite/0001_initial.sql"),
+)];
+
+const POSTGRES: &[MigrationFile] = &[(
+    1,
+    "initial",
+    include_str!("../../migrations/postgres/0001_initial.sql"),
+)];
+
+/// The migrations of `dialect`.
+pub(super) fn migrator(dialect: Dialect) -> Migrator {
+    let files = match dialect {
+        Dialect::Sqlite => SQLITE,
+        Dialect::Postgres => POSTGRES,
+    };
+    let migrations = files
+        .iter()
+        .map(|&(version, description, sql)| {
+            Migration::new(
+                version,
+                Cow::Borrowed(description),
+                MigrationType::Simple,
+                SqlStr::from_static(sql),
+                false,
+            )
+        })
+        .collect();
+    Migrator::with_migrations(migrations)
+}

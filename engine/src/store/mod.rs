@@ -1,0 +1,69 @@
+//! Durable state: events, their deliveries and attempts, and the configuration
+//! they follow (endpoints, subscriptions, plugins, custom event types), in an
+//! embedded SQLite file or in PostgreSQL. The only module that knows sqlx.
+//!
+//! Every object belongs to a tenant; every operation on a tenant's object takes
+//! the tenant and never returns another tenant's rows, whatever id it is given.
+//! Times are unix milliseconds, passed in by the caller where they decide
+//! something (what is due, when a lease ends), so behaviour is testable.
+//!
+//! The delivery queue lives in the `deliveries` table. Workers claim due rows
+//! with a lease ([`Store::claim_due_deliveries`]) and report back in batches
+//! ([`Store::finish_deliveries`]); a worker that dies loses its lease, and the
+//! rows fall due again when it ends. Several Weft nodes may share one
+//! PostgreSQL database: a row is leased to one of them at a time.
+
+mod attempts;
+mod database;
+mod deliveries;
+mod endpoints;
+mod error;
+mod event_types;
+mod events;
+mod history;
+mod json;
+mod migrations;
+mod plugins;
+mod subscriptions;
+
+#[cfg(test)]
+mod tests;
+
+pub use deliveries::DeliveryUpdate;
+pub use error::StoreError;
+pub use event_types::EventTypeRecord;
+pub use events::{IngestOutcome, NewEvent};
+pub use history::{DEFAULT_PAGE_SIZE, DeliveryQuery, MAX_PAGE_SIZE};
+pub use plugins::StoredPlugin;
+
+use database::Backend;
+use std::fmt;
+
+/// A handle on the database: cheap to clone, shared by every task.
+#[derive(Clone)]
+pub struct Store {
+    backend: Backend,
+}
+
+impl fmt::Debug for Store {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Store")
+            .field("dialect", &self.backend.dialect())
+            .finish()
+    }
+}
+
+impl Store {
+    /// Opens the database at `url` and brings its schema up to date.
+    ///
+    /// - `sqlite:weft.db`, `sqlite://weft.db`, `sqlite:///var/lib/weft.db`: a
+    ///   file, created if missing, in WAL mode (`sqlite::memory:` for a
+    ///   throwaway database);
+    /// - `postgres://user:password@host:port/database`; add
+    ///   `?options[search_path]=schema` to keep Weft's tables in a schema of their own.
+    pub async fn connect(url: &str) -> Result<Store, StoreError> {
+        Ok(Store {
+            backend: Backend::connect(url).await?,
+        })
+    }
+}

@@ -1,0 +1,12 @@
+//! The store's tests. Every test runs its body twice, against SQLite (a
+//! temporary file) and against PostgreSQL (a schema of its own, so tests run in
+//! parallel), because both backends must behave the same.
+
+mod backends;
+mod config;
+mod connect;
+mod fixtures;
+mod ingest;
+mod plugins;
+mod queue;
+mod search;

@@ -1,0 +1,456 @@
+//! The delivery queue: claiming, leases, ordering keys, finishing, replay.
+
+use super::backends::on_both_backends;
+use super::fixtures::{NOW, attempt, configured, delivery, event, tenant};
+use crate::model::{Delivery, DeliveryId, DeliveryStatus, Subscription, UnixMillis};
+use crate::store::{DeliveryUpdate, NewEvent, Store, StoreError};
+use std::collections::HashSet;
+
+const LEASE_MS: u32 = 30_000;
+
+/// Captures one event per entry of `due_at`, each with one delivery to
+/// `subscription` due then; returns the deliveries in capture order.
+async fn capture(
+    store: &Store,
+    subscription: &Subscription,
+    due_at: &[UnixMillis],
+) -> Vec<Delivery> {
+    capture_keyed(
+        store,
+        subscription,
+        &due_at.iter().map(|&at| (at, None)).collect::<Vec<_>>(),
+    )
+    .await
+}
+
+/// Like [`capture`], each delivery with an ordering key.
+async fn capture_keyed(
+    store: &Store,
+    subscription: &Subscription,
+    deliveries: &[(UnixMillis, Option<&str>)],
+) -> Vec<Delivery> {
+    let mut batch = Vec::new();
+    for &(due_at, key) in deliveries {
+        let event = event(&subscription.tenant);
+        let mut delivery = delivery(&event, subscription);
+        delivery.next_attempt_at = due_at;
+        delivery.ordering_key = key.map(str::to_owned);
+        batch.push(NewEvent {
+            event,
+            deliveries: vec![delivery],
+        });
+    }
+    store.insert_events(batch.clone()).await.unwrap();
+    batch.into_iter().flat_map(|new| new.deliveries).collect()
+}
+
+fn ids(deliveries: &[Delivery]) -> Vec<DeliveryId> {
+    deliveries
+        .iter()
+        .map(|delivery| delivery.id.clone())
+        .collect()
+}
+
+/// What a worker reports after one attempt answered `status`.
+fn attempted(
+    delivery: &Delivery,
+    outcome: DeliveryStatus,
+    status: u16,
+    next: UnixMillis,
+) -> DeliveryUpdate {
+    let number = delivery.attempts + 1;
+    DeliveryUpdate {
+        tenant: delivery.tenant.clone(),
+        delivery_id: delivery.id.clone(),
+        status: outcome,
+        attempts: number,
+        next_attempt_at: next,
+        last_error: (status >= 300).then(|| format!("HTTP {status}")),
+        attempt: Some(attempt(delivery, number, status)),
+    }
+}
+
+#[tokio::test]
+async fn only_due_deliveries_are_claimed_longest_overdue_first() {
+    on_both_backends(|store| async move {
+        let (_, subscription) = configured(&store, &tenant("acme")).await;
+        let captured = capture(
+            &store,
+            &subscription,
+            &[NOW - 10, NOW + 1, NOW - 30, NOW, NOW - 20],
+        )
+        .await;
+
+        let first = store.claim_due_deliveries(NOW, 2, LEASE_MS).await.unwrap();
+        let rest = store.claim_due_deliveries(NOW, 10, LEASE_MS).await.unwrap();
+
+        // The two longest overdue come first; each claim lists capture order.
+        assert_eq!(
+            ids(&first),
+            vec![captured[2].id.clone(), captured[4].id.clone()]
+        );
+        assert_eq!(
+            ids(&rest),
+            vec![captured[0].id.clone(), captured[3].id.clone()]
+        );
+        let lease_end = NOW + i64::from(LEASE_MS);
+        assert!(
+            first
+                .iter()
+                .chain(&rest)
+                .all(|d| d.next_attempt_at == lease_end)
+        );
+        assert_eq!(
+            store.claim_due_deliveries(NOW, 10, LEASE_MS).await.unwrap(),
+            vec![]
+        );
+        let later = store
+            .claim_due_deliveries(NOW + 1, 10, LEASE_MS)
+            .await
+            .unwrap();
+        assert_eq!(ids(&later), ids(&captured[1..2]));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_lease_holds_until_it_ends() {
+    on_both_backends(|store| async move {
+        let (_, subscription) = configured(&store, &tenant("acme")).await;
+        let captured = capture(&store, &subscription, &[NOW]).await;
+        let claimed = store.claim_due_deliveries(NOW, 10, LEASE_MS).await.unwrap();
+        assert_eq!(ids(&claimed), ids(&captured));
+
+        let lease_end = NOW + i64::from(LEASE_MS);
+        let during = store
+            .claim_due_deliveries(lease_end - 1, 10, LEASE_MS)
+            .await;
+        assert_eq!(during.unwrap(), vec![]);
+        // The worker died: the delivery falls due again when its lease ends.
+        let after = store
+            .claim_due_deliveries(lease_end, 10, LEASE_MS)
+            .await
+            .unwrap();
+        assert_eq!(ids(&after), ids(&captured));
+        assert_eq!(after[0].status, DeliveryStatus::Pending);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_claimers_never_share_a_delivery() {
+    on_both_backends(|store| async move {
+        let (_, subscription) = configured(&store, &tenant("acme")).await;
+        let captured = capture(&store, &subscription, &[NOW; 400]).await;
+
+        let claimers: Vec<_> = (0..4)
+            .map(|_| {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    let mut mine = Vec::new();
+                    loop {
+                        let claimed = store.claim_due_deliveries(NOW, 7, LEASE_MS).await.unwrap();
+                        if claimed.is_empty() {
+                            return mine;
+                        }
+                        mine.extend(ids(&claimed));
+                    }
+                })
+            })
+            .collect();
+        let mut all = Vec::new();
+        for claimer in claimers {
+            all.extend(claimer.await.unwrap());
+        }
+
+        let distinct: HashSet<&DeliveryId> = all.iter().collect();
+        assert_eq!(distinct.len(), all.len(), "a delivery was claimed twice");
+        assert_eq!(distinct, ids(&captured).iter().collect());
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn an_ordering_key_holds_back_only_its_own_later_deliveries() {
+    on_both_backends(|store| async move {
+        let (_, subscription) = configured(&store, &tenant("acme")).await;
+        let captured = capture_keyed(
+            &store,
+            &subscription,
+            &[
+                (NOW, Some("SO-1")),
+                (NOW, Some("SO-1")),
+                (NOW, Some("SO-2")),
+                (NOW, None),
+                (NOW, Some("SO-1")),
+            ],
+        )
+        .await;
+        let (head, second, other_key, unkeyed, third) = (
+            &captured[0],
+            &captured[1],
+            &captured[2],
+            &captured[3],
+            &captured[4],
+        );
+
+        let claimed = store.claim_due_deliveries(NOW, 10, LEASE_MS).await.unwrap();
+        assert_eq!(
+            ids(&claimed),
+            vec![head.id.clone(), other_key.id.clone(), unkeyed.id.clone()]
+        );
+
+        // The head fails and will be retried in an hour: its key waits for it.
+        let retry_at = NOW + 3_600_000;
+        let failed = attempted(&claimed[0], DeliveryStatus::Pending, 503, retry_at);
+        let delivered = [&claimed[1], &claimed[2]]
+            .map(|delivery| attempted(delivery, DeliveryStatus::Succeeded, 200, NOW));
+        let mut results = vec![failed];
+        results.extend(delivered);
+        store.finish_deliveries(results).await.unwrap();
+        assert_eq!(
+            store
+                .claim_due_deliveries(NOW + 1, 10, LEASE_MS)
+                .await
+                .unwrap(),
+            vec![]
+        );
+
+        // The retry succeeds: the next of its key is released, and only that one.
+        let retried = store
+            .claim_due_deliveries(retry_at, 10, LEASE_MS)
+            .await
+            .unwrap();
+        assert_eq!(ids(&retried), vec![head.id.clone()]);
+        let succeeded = attempted(&retried[0], DeliveryStatus::Succeeded, 200, retry_at);
+        store.finish_deliveries(vec![succeeded]).await.unwrap();
+        let next = store
+            .claim_due_deliveries(retry_at, 10, LEASE_MS)
+            .await
+            .unwrap();
+        assert_eq!(ids(&next), vec![second.id.clone()]);
+
+        // A dead-lettered delivery releases its key too.
+        let dead = attempted(&next[0], DeliveryStatus::Failed, 400, retry_at);
+        store.finish_deliveries(vec![dead]).await.unwrap();
+        let last = store
+            .claim_due_deliveries(retry_at, 10, LEASE_MS)
+            .await
+            .unwrap();
+        assert_eq!(ids(&last), vec![third.id.clone()]);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn finishing_records_attempts_and_ends_the_lease() {
+    on_both_backends(|store| async move {
+        let acme = tenant("acme");
+        let (_, subscription) = configured(&store, &acme).await;
+        let captured = capture(&store, &subscription, &[NOW, NOW]).await;
+        let claimed = store.claim_due_deliveries(NOW, 10, LEASE_MS).await.unwrap();
+
+        let retry_at = NOW + 5_000;
+        let first = attempted(&claimed[0], DeliveryStatus::Pending, 500, retry_at);
+        let dropped = DeliveryUpdate {
+            tenant: acme.clone(),
+            delivery_id: claimed[1].id.clone(),
+            status: DeliveryStatus::Dropped,
+            attempts: 0,
+            next_attempt_at: NOW,
+            last_error: Some("filtered out by high-value-orders".into()),
+            attempt: None,
+        };
+        store
+            .finish_deliveries(vec![first.clone(), dropped])
+            .await
+            .unwrap();
+
+        let retrying = store
+            .get_delivery(&acme, &captured[0].id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(retrying.status, DeliveryStatus::Pending);
+        assert_eq!(retrying.attempts, 1);
+        assert_eq!(retrying.next_attempt_at, retry_at);
+        assert_eq!(retrying.last_error.as_deref(), Some("HTTP 500"));
+        let gone = store
+            .get_delivery(&acme, &captured[1].id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(gone.status, DeliveryStatus::Dropped);
+
+        // The lease ended with the attempt: it is due at retry_at, not at the lease's end.
+        let again = store
+            .claim_due_deliveries(retry_at, 10, LEASE_MS)
+            .await
+            .unwrap();
+        assert_eq!(ids(&again), ids(&captured[..1]));
+        let second = attempted(&again[0], DeliveryStatus::Succeeded, 204, retry_at);
+        store.finish_deliveries(vec![second.clone()]).await.unwrap();
+
+        let attempts = store.list_attempts(&acme, &captured[0].id).await.unwrap();
+        assert_eq!(
+            attempts,
+            vec![first.attempt.unwrap(), second.attempt.unwrap()]
+        );
+        let delivered = store
+            .get_delivery(&acme, &captured[0].id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (delivered.status, delivered.attempts),
+            (DeliveryStatus::Succeeded, 2)
+        );
+        assert_eq!(
+            store
+                .list_attempts(&tenant("globex"), &captured[0].id)
+                .await
+                .unwrap(),
+            vec![]
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn finishing_an_unknown_delivery_changes_nothing() {
+    on_both_backends(|store| async move {
+        let acme = tenant("acme");
+        let (_, subscription) = configured(&store, &acme).await;
+        let captured = capture(&store, &subscription, &[NOW]).await;
+        let known = attempted(&captured[0], DeliveryStatus::Succeeded, 200, NOW);
+        // Another tenant's delivery is unknown to this one.
+        let mut foreign = captured[0].clone();
+        foreign.tenant = tenant("globex");
+        let unknown = DeliveryUpdate {
+            attempt: None,
+            ..attempted(&foreign, DeliveryStatus::Succeeded, 200, NOW)
+        };
+
+        let result = store.finish_deliveries(vec![known, unknown]).await;
+
+        assert_eq!(
+            result,
+            Err(StoreError::not_found("delivery", &captured[0].id))
+        );
+        let untouched = store.get_delivery(&acme, &captured[0].id).await.unwrap();
+        assert_eq!(untouched.as_ref(), Some(&captured[0]));
+        assert_eq!(
+            store.list_attempts(&acme, &captured[0].id).await.unwrap(),
+            vec![]
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn an_attempt_filed_under_another_delivery_is_refused() {
+    on_both_backends(|store| async move {
+        let (_, subscription) = configured(&store, &tenant("acme")).await;
+        let captured = capture(&store, &subscription, &[NOW, NOW]).await;
+        let mut update = attempted(&captured[0], DeliveryStatus::Succeeded, 200, NOW);
+        update.attempt = Some(attempt(&captured[1], 1, 200));
+
+        let result = store.finish_deliveries(vec![update]).await;
+
+        assert!(matches!(result, Err(StoreError::Invalid(_))), "{result:?}");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn replaying_a_delivery_sends_it_again_and_keeps_counting() {
+    on_both_backends(|store| async move {
+        let acme = tenant("acme");
+        let (_, subscription) = configured(&store, &acme).await;
+        let captured = capture(&store, &subscription, &[NOW, NOW]).await;
+        let claimed = store.claim_due_deliveries(NOW, 1, LEASE_MS).await.unwrap();
+        let dead = attempted(&claimed[0], DeliveryStatus::Failed, 400, NOW);
+        store.finish_deliveries(vec![dead]).await.unwrap();
+
+        let later = NOW + 60_000;
+        let replayed = store
+            .replay_delivery(&acme, &captured[0].id, later)
+            .await
+            .unwrap()
+            .unwrap();
+
+        assert_eq!(replayed.status, DeliveryStatus::Pending);
+        assert_eq!(replayed.attempts, 1);
+        assert_eq!(replayed.next_attempt_at, later);
+        let claimed = store
+            .claim_due_deliveries(later, 10, LEASE_MS)
+            .await
+            .unwrap();
+        assert_eq!(ids(&claimed), ids(&captured));
+
+        // In flight: left alone, or a second worker could send it concurrently.
+        let in_flight = store
+            .replay_delivery(&acme, &captured[1].id, later)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(in_flight, claimed[1]);
+        let missing = store
+            .replay_delivery(&tenant("globex"), &captured[0].id, later)
+            .await;
+        assert_eq!(missing.unwrap(), None);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn replaying_failures_picks_the_endpoints_failed_deliveries_in_range() {
+    on_both_backends(|store| async move {
+        let acme = tenant("acme");
+        let (endpoint, subscription) = configured(&store, &acme).await;
+        let (_, elsewhere) = configured(&store, &acme).await;
+        let mut batch = Vec::new();
+        let mut make = |subscription: &Subscription, created_at: UnixMillis, status| {
+            let event = event(&acme);
+            let mut delivery = delivery(&event, subscription);
+            delivery.created_at = created_at;
+            delivery.status = status;
+            delivery.attempts = 8;
+            batch.push(NewEvent {
+                event,
+                deliveries: vec![delivery.clone()],
+            });
+            delivery
+        };
+        let before = make(&subscription, NOW - 1, DeliveryStatus::Failed);
+        let first = make(&subscription, NOW, DeliveryStatus::Failed);
+        let second = make(&subscription, NOW + 999, DeliveryStatus::Failed);
+        let at_end = make(&subscription, NOW + 1_000, DeliveryStatus::Failed);
+        let succeeded = make(&subscription, NOW + 1, DeliveryStatus::Succeeded);
+        let other_endpoint = make(&elsewhere, NOW + 1, DeliveryStatus::Failed);
+        store.insert_events(batch).await.unwrap();
+
+        let later = NOW + 60_000;
+        let replayed = store
+            .replay_failed(&acme, &endpoint.id, NOW, NOW + 1_000, later)
+            .await
+            .unwrap();
+
+        assert_eq!(replayed, 2);
+        let claimed = store
+            .claim_due_deliveries(later, 10, LEASE_MS)
+            .await
+            .unwrap();
+        assert_eq!(ids(&claimed), vec![first.id.clone(), second.id.clone()]);
+        assert!(claimed.iter().all(|delivery| delivery.attempts == 8));
+        for untouched in [&before, &at_end, &succeeded, &other_endpoint] {
+            let stored = store.get_delivery(&acme, &untouched.id).await.unwrap();
+            assert_eq!(stored.as_ref(), Some(untouched));
+        }
+        let foreign = store
+            .replay_failed(&tenant("globex"), &endpoint.id, 0, i64::MAX, later)
+            .await;
+        assert_eq!(foreign.unwrap(), 0);
+    })
+    .await;
+}
