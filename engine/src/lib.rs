@@ -1,10 +1,13 @@
 //! Weft: a webhook engine whose transformations are sandboxed WebAssembly
 //! components. The module list is the architecture; see ARCHITECTURE.md.
 
+pub mod api;
 pub mod cli;
+pub mod config;
 pub mod delivery;
 pub mod model;
 pub mod pipeline;
 pub mod runtime;
 pub mod schema;
 pub mod store;
+pub mod worker;

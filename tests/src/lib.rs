@@ -2,6 +2,9 @@
 //! one statement: where the guests are, sample events, the runtime, and the
 //! JavaScript and Python components (built from source on first use).
 
+pub mod receiver;
+pub mod weft;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Arc, OnceLock};
@@ -28,6 +31,20 @@ pub fn guest(name: &str) -> PathBuf {
     path
 }
 
+/// The `weft` binary of this build, next to the test binary's `deps/` folder.
+/// `cargo test` does not build binaries of other packages: `tests/run.sh` runs
+/// `cargo build --bins` first.
+pub fn weft_binary() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let binary = exe.parent().unwrap().parent().unwrap().join("weft");
+    assert!(
+        binary.exists(),
+        "{} is missing: build it first: `cargo build --release -p weft-engine` (tests/run.sh does)",
+        binary.display()
+    );
+    binary
+}
+
 /// The bytes of a guest.
 pub fn guest_bytes(name: &str) -> Vec<u8> {
     std::fs::read(guest(name)).unwrap()
@@ -39,6 +56,14 @@ pub fn sample_event(event_type: &str) -> Event {
         .join("examples/events")
         .join(format!("{event_type}.json"));
     weft_engine::cli::read_sample_event(&path).unwrap()
+}
+
+/// The sample event file of `examples/events/<event_type>.json`, as JSON.
+pub fn sample_event_json(event_type: &str) -> serde_json::Value {
+    let path = repo_root()
+        .join("examples/events")
+        .join(format!("{event_type}.json"));
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
 /// Every sample event type in `examples/events`, sorted.

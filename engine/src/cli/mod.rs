@@ -1,7 +1,10 @@
 //! The `weft` command line: argument parsing (clap) and what each command prints.
 //! `main.rs` only sets up logging and calls [`run`].
 
+mod client;
 mod plugin;
+mod remote;
+mod serve;
 
 pub use plugin::read_sample_event;
 
@@ -23,6 +26,29 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the HTTP API and the delivery workers (SQLite by default, no setup).
+    Serve(serve::ServeArgs),
+    /// Create or update endpoints and subscriptions from a webhooks file.
+    Apply {
+        #[command(flatten)]
+        remote: remote::Remote,
+        #[command(flatten)]
+        args: remote::ApplyArgs,
+    },
+    /// Publish events to a running Weft.
+    Events {
+        #[command(flatten)]
+        remote: remote::Remote,
+        #[command(subcommand)]
+        command: remote::EventsCommand,
+    },
+    /// Search, show and replay deliveries.
+    Deliveries {
+        #[command(flatten)]
+        remote: remote::Remote,
+        #[command(subcommand)]
+        command: remote::DeliveriesCommand,
+    },
     /// Try plugins locally: inspect a component, run it on a sample event.
     #[command(subcommand)]
     Plugin(plugin::PluginCommand),
@@ -33,6 +59,16 @@ pub fn run(cli: Cli) -> ExitCode {
     let artifact_dir = cli.artifact_dir.or_else(default_artifact_dir);
     let result = match cli.command {
         Command::Plugin(command) => plugin::run(command, artifact_dir),
+        Command::Serve(args) => serve::run(args, artifact_dir).map(|()| ExitCode::SUCCESS),
+        Command::Apply { remote, args } => {
+            remote::apply(&remote, &args).map(|()| ExitCode::SUCCESS)
+        }
+        Command::Events { remote, command } => {
+            remote::events(&remote, &command).map(|()| ExitCode::SUCCESS)
+        }
+        Command::Deliveries { remote, command } => {
+            remote::deliveries(&remote, &command).map(|()| ExitCode::SUCCESS)
+        }
     };
     match result {
         Ok(code) => code,

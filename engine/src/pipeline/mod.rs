@@ -9,6 +9,7 @@
 //! saved, so that a bad expression is refused then, not at delivery.
 
 mod catalog;
+pub mod chain;
 mod context;
 mod filter;
 mod matching;

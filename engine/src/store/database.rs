@@ -89,6 +89,17 @@ impl Backend {
         Ok(backend)
     }
 
+    /// Closes every connection, waiting for those in use to be returned.
+    pub(super) async fn close(&self) {
+        match self {
+            Self::Sqlite { writer, reader } => {
+                writer.close().await;
+                reader.close().await;
+            }
+            Self::Postgres(pool) => pool.close().await,
+        }
+    }
+
     pub(super) fn dialect(&self) -> Dialect {
         match self {
             Self::Sqlite { .. } => Dialect::Sqlite,

@@ -66,4 +66,9 @@ impl Store {
             backend: Backend::connect(url).await?,
         })
     }
+
+    /// Closes the connections (every clone of this store shares them).
+    pub async fn close(&self) {
+        self.backend.close().await;
+    }
 }

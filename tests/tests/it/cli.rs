@@ -1,20 +1,10 @@
 //! The `weft` binary as a plugin author uses it.
 
-use std::path::PathBuf;
 use std::process::{Command, Output};
 use weft_tests::{guest, repo_root};
 
-/// The `weft` binary of this build, next to the test binary's `deps/` folder.
-/// `cargo test` does not build binaries of other packages: `tests/run.sh` runs
-/// `cargo build --bins` first.
 fn weft(args: &[&str]) -> Output {
-    let exe = std::env::current_exe().unwrap();
-    let binary: PathBuf = exe.parent().unwrap().parent().unwrap().join("weft");
-    assert!(
-        binary.exists(),
-        "{} is missing: build it first: `cargo build --release -p weft-engine` (tests/run.sh does)",
-        binary.display()
-    );
+    let binary = weft_tests::weft_binary();
     let artifacts = tempfile::tempdir().unwrap();
     Command::new(binary)
         .args(args)

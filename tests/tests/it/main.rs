@@ -5,4 +5,5 @@ mod cli;
 mod languages;
 mod limits;
 mod loading;
+mod pipeline;
 mod templates;

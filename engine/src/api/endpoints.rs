@@ -1,0 +1,281 @@
+//! `/v1/endpoints`: where deliveries go, how they are signed and retried.
+//!
+//! The signing secret is shown once, in the response that creates the endpoint
+//! (generated when none is given); afterwards only a hint of it.
+
+use super::error::parse_json;
+use super::tenant::Tenant;
+use super::{ApiError, AppState};
+use crate::model::{Endpoint, EndpointId, RetryPolicy, TenantId, now_millis};
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use bytes::Bytes;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+
+const DEFAULT_TIMEOUT_MS: u32 = 30_000;
+const MAX_TIMEOUT_MS: u32 = 120_000;
+const MAX_ATTEMPTS: u32 = 50;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EndpointInput {
+    name: String,
+    url: String,
+    #[serde(default = "default_method")]
+    method: String,
+    #[serde(default)]
+    headers: BTreeMap<String, String>,
+    secret: Option<String>,
+    #[serde(default = "default_timeout")]
+    timeout_ms: u32,
+    #[serde(default)]
+    retry: RetryPolicy,
+    #[serde(default = "enabled_by_default")]
+    enabled: bool,
+}
+
+fn default_method() -> String {
+    "POST".to_owned()
+}
+
+fn default_timeout() -> u32 {
+    DEFAULT_TIMEOUT_MS
+}
+
+fn enabled_by_default() -> bool {
+    true
+}
+
+/// An endpoint as the API shows it: the secret reduced to a hint.
+pub fn view(endpoint: &Endpoint) -> Value {
+    let mut value = serde_json::to_value(endpoint).unwrap_or_default();
+    value["secret"] = json!(secret_hint(&endpoint.secret));
+    value
+}
+
+fn secret_hint(secret: &str) -> String {
+    let tail: String = secret
+        .chars()
+        .rev()
+        .take(4)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
+    format!("whsec_…{tail}")
+}
+
+async fn create(
+    State(state): State<AppState>,
+    Tenant(tenant): Tenant,
+    body: Bytes,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let input: EndpointInput = parse_json(&body)?;
+    let now = now_millis();
+    let endpoint = checked(&tenant, input, EndpointId::generate(), now, now, None)?;
+    state.store.create_endpoint(&endpoint).await?;
+    let mut shown = view(&endpoint);
+    shown["secret"] = json!(endpoint.secret);
+    Ok((StatusCode::CREATED, Json(shown)))
+}
+
+async fn update(
+    State(state): State<AppState>,
+    Tenant(tenant): Tenant,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let existing = find(&state, &tenant, &id).await?;
+    let input: EndpointInput = parse_json(&body)?;
+    let endpoint = checked(
+        &tenant,
+        input,
+        existing.id,
+        existing.created_at,
+        now_millis(),
+        Some(existing.secret),
+    )?;
+    state.store.update_endpoint(&endpoint).await?;
+    Ok(Json(view(&endpoint)))
+}
+
+async fn list(
+    State(state): State<AppState>,
+    Tenant(tenant): Tenant,
+) -> Result<Json<Value>, ApiError> {
+    let endpoints: Vec<Value> = state
+        .store
+        .list_endpoints(&tenant)
+        .await?
+        .iter()
+        .map(view)
+        .collect();
+    Ok(Json(json!({ "endpoints": endpoints })))
+}
+
+async fn show(
+    State(state): State<AppState>,
+    Tenant(tenant): Tenant,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    find(&state, &tenant, &id).await.map(|e| Json(view(&e)))
+}
+
+async fn delete(
+    State(state): State<AppState>,
+    Tenant(tenant): Tenant,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let endpoint = find(&state, &tenant, &id).await?;
+    state.store.delete_endpoint(&tenant, &endpoint.id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub(super) async fn find(
+    state: &AppState,
+    tenant: &TenantId,
+    id: &str,
+) -> Result<Endpoint, ApiError> {
+    let id =
+        EndpointId::parse(id).map_err(|e| ApiError::bad_request("invalid_id", e.to_string()))?;
+    state
+        .store
+        .get_endpoint(tenant, &id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("endpoint", id.as_str()))
+}
+
+fn checked(
+    tenant: &TenantId,
+    input: EndpointInput,
+    id: EndpointId,
+    created_at: i64,
+    updated_at: i64,
+    existing_secret: Option<String>,
+) -> Result<Endpoint, ApiError> {
+    let invalid =
+        |field: &str, detail: String| ApiError::unprocessable("invalid_field", detail).at(field);
+    if input.name.trim().is_empty() {
+        return Err(invalid("name", "name must not be empty".into()));
+    }
+    check_url(&input.url).map_err(|detail| invalid("url", detail))?;
+    let method = input.method.to_ascii_uppercase();
+    if !["POST", "PUT", "PATCH", "GET", "DELETE"].contains(&method.as_str()) {
+        return Err(invalid(
+            "method",
+            format!(
+                "{:?} is not one of POST, PUT, PATCH, GET, DELETE",
+                input.method
+            ),
+        ));
+    }
+    for (name, value) in &input.headers {
+        if http::HeaderName::from_bytes(name.as_bytes()).is_err()
+            || http::HeaderValue::from_str(value).is_err()
+        {
+            return Err(invalid(
+                &format!("headers.{name}"),
+                format!("{name:?} is not a valid header"),
+            ));
+        }
+    }
+    if input.timeout_ms == 0 || input.timeout_ms > MAX_TIMEOUT_MS {
+        return Err(invalid(
+            "timeout_ms",
+            format!("the timeout is 1 to {MAX_TIMEOUT_MS} ms"),
+        ));
+    }
+    if input.retry.max_attempts == 0 || input.retry.max_attempts > MAX_ATTEMPTS {
+        return Err(invalid(
+            "retry.max_attempts",
+            format!("max_attempts is 1 to {MAX_ATTEMPTS}"),
+        ));
+    }
+    let secret = match input.secret.or(existing_secret) {
+        Some(secret) => {
+            crate::delivery::validate_secret(&secret)
+                .map_err(|e| invalid("secret", e.to_string()))?;
+            secret
+        }
+        None => crate::delivery::generate_secret(),
+    };
+    Ok(Endpoint {
+        id,
+        tenant: tenant.clone(),
+        name: input.name,
+        url: input.url,
+        method,
+        headers: input.headers,
+        secret,
+        timeout_ms: input.timeout_ms,
+        retry: input.retry,
+        enabled: input.enabled,
+        disabled_reason: None,
+        created_at,
+        updated_at,
+    })
+}
+
+fn check_url(url: &str) -> Result<(), String> {
+    let uri: http::Uri = url
+        .parse()
+        .map_err(|e| format!("{url:?} is not a URL: {e}"))?;
+    match uri.scheme_str() {
+        Some("https") | Some("http") => {}
+        _ => {
+            return Err(format!(
+                "{url:?} must start with https:// (or http:// where allowed)"
+            ));
+        }
+    }
+    if uri.host().is_none_or(str::is_empty) {
+        return Err(format!("{url:?} has no host"));
+    }
+    Ok(())
+}
+
+async fn replay_failed(
+    State(state): State<AppState>,
+    Tenant(tenant): Tenant,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Window {
+        since: Option<i64>,
+        until: Option<i64>,
+    }
+    let endpoint = find(&state, &tenant, &id).await?;
+    let window: Window = if body.is_empty() {
+        Window {
+            since: None,
+            until: None,
+        }
+    } else {
+        parse_json(&body)?
+    };
+    let replayed = state
+        .store
+        .replay_failed(
+            &tenant,
+            &endpoint.id,
+            window.since.unwrap_or(0),
+            window.until.unwrap_or(i64::MAX),
+            now_millis(),
+        )
+        .await?;
+    state.wake.notify_waiters();
+    Ok((StatusCode::ACCEPTED, Json(json!({ "replayed": replayed }))))
+}
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/v1/endpoints", post(create).get(list))
+        .route("/v1/endpoints/{id}", get(show).put(update).delete(delete))
+        .route("/v1/endpoints/{id}/replay-failed", post(replay_failed))
+}

@@ -1,0 +1,54 @@
+//! `GET /openapi.json`: the API described for clients and tooling.
+
+use axum::Json;
+use serde_json::{Value, json};
+
+fn operation(summary: &str, success: &str) -> Value {
+    json!({
+        "summary": summary,
+        "parameters": [{ "name": "weft-tenant", "in": "header", "required": false, "schema": { "type": "string" } }],
+        "responses": {
+            success: { "description": "success" },
+            "4XX": { "description": "a problem document naming the field at fault",
+                     "content": { "application/problem+json": { "schema": { "$ref": "#/components/schemas/Problem" } } } }
+        }
+    })
+}
+
+pub async fn document() -> Json<Value> {
+    Json(json!({
+        "openapi": "3.1.0",
+        "info": { "title": "Weft", "version": env!("CARGO_PKG_VERSION"),
+                  "description": "Webhook engine: capture events, match subscriptions, run plugins, deliver signed requests." },
+        "paths": {
+            "/v1/events": { "post": operation("Publish one event; 202 means it is on disk", "202") },
+            "/v1/events/batch": { "post": operation("Publish up to 1000 events atomically", "202") },
+            "/v1/events/{id}": { "get": operation("Show a captured event", "200") },
+            "/v1/event-types": { "get": operation("List built-in and custom event types", "200"),
+                                 "post": operation("Add a custom event type with its JSON Schema", "201") },
+            "/v1/event-types/{name}": { "get": operation("Show an event type and its schema", "200") },
+            "/v1/endpoints": { "get": operation("List endpoints", "200"), "post": operation("Create an endpoint", "201") },
+            "/v1/endpoints/{id}": { "get": operation("Show an endpoint", "200"), "put": operation("Replace an endpoint", "200"),
+                                    "delete": operation("Delete an endpoint no subscription uses", "204") },
+            "/v1/endpoints/{id}/replay-failed": { "post": operation("Replay the endpoint's failed deliveries in a time range", "202") },
+            "/v1/subscriptions": { "get": operation("List subscriptions", "200"), "post": operation("Create a subscription", "201") },
+            "/v1/subscriptions/{id}": { "get": operation("Show a subscription", "200"), "put": operation("Replace a subscription", "200"),
+                                        "delete": operation("Delete a subscription", "204") },
+            "/v1/subscriptions/{id}/preview": { "post": operation("Run a sample event through the chain, delivering nothing", "200") },
+            "/v1/deliveries": { "get": operation("Search deliveries by status, endpoint, subscription, event type, time", "200") },
+            "/v1/deliveries/{id}": { "get": operation("Show a delivery and its attempts", "200") },
+            "/v1/deliveries/{id}/attempts": { "get": operation("List a delivery's attempts", "200") },
+            "/v1/deliveries/{id}/replay": { "post": operation("Deliver again", "202") },
+            "/v1/plugins": { "get": operation("List plugins", "200"), "post": operation("Upload a plugin component (application/wasm)", "201") },
+            "/v1/plugins/{name}": { "get": operation("List a plugin's versions", "200") }
+        },
+        "components": { "schemas": { "Problem": {
+            "type": "object",
+            "required": ["type", "title", "detail"],
+            "properties": {
+                "type": { "type": "string" }, "title": { "type": "string" }, "detail": { "type": "string" },
+                "field": { "type": "string" }, "errors": { "type": "array", "items": { "type": "string" } }
+            }
+        } } }
+    }))
+}

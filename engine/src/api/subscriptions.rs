@@ -1,0 +1,337 @@
+//! `/v1/subscriptions`: which events go to which endpoint, filtered and
+//! transformed how; and `POST /v1/subscriptions/{id}/preview`.
+//!
+//! A subscription is checked whole before it is stored: patterns, the CEL filter,
+//! the payload template, the ordering key, and each plugin's config against the
+//! schema the plugin declares. Any fault is a 422 naming the field.
+
+use super::error::parse_json;
+use super::events::{PublishedEvent, new_delivery};
+use super::tenant::Tenant;
+use super::{ApiError, AppState};
+use crate::model::{
+    Batching, Delivery, Event, EventId, PluginRef, Subscription, SubscriptionId, TenantId,
+    now_millis,
+};
+use crate::pipeline::chain::{ChainBuildError, SubscriptionChain};
+use crate::pipeline::render_text;
+use crate::pipeline::{pattern_matches, validate_pattern};
+use crate::store::Store;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use bytes::Bytes;
+use serde::Deserialize;
+use serde_json::Value;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Batches hold at most this many events, and wait at most this long.
+const MAX_BATCH_EVENTS: u32 = 1000;
+const MAX_BATCH_WAIT_MS: u32 = 60_000;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SubscriptionInput {
+    name: String,
+    endpoint_id: String,
+    event_types: Vec<String>,
+    filter: Option<String>,
+    template: Option<Value>,
+    #[serde(default)]
+    plugins: Vec<PluginRef>,
+    batching: Option<Batching>,
+    ordering_key: Option<String>,
+    #[serde(default = "enabled_by_default")]
+    enabled: bool,
+}
+
+fn enabled_by_default() -> bool {
+    true
+}
+
+async fn create(
+    State(state): State<AppState>,
+    Tenant(tenant): Tenant,
+    body: Bytes,
+) -> Result<(StatusCode, Json<Subscription>), ApiError> {
+    let input: SubscriptionInput = parse_json(&body)?;
+    let now = now_millis();
+    let subscription = state
+        .checked(&tenant, input, SubscriptionId::generate(), now, now)
+        .await?;
+    state
+        .store
+        .create_subscription(&subscription)
+        .await
+        .map_err(endpoint_field)?;
+    state.subscriptions.invalidate(&tenant);
+    Ok((StatusCode::CREATED, Json(subscription)))
+}
+
+async fn update(
+    State(state): State<AppState>,
+    Tenant(tenant): Tenant,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Json<Subscription>, ApiError> {
+    let existing = find(&state, &tenant, &id).await?;
+    let input: SubscriptionInput = parse_json(&body)?;
+    let subscription = state
+        .checked(
+            &tenant,
+            input,
+            existing.id,
+            existing.created_at,
+            now_millis(),
+        )
+        .await?;
+    state
+        .store
+        .update_subscription(&subscription)
+        .await
+        .map_err(endpoint_field)?;
+    state.subscriptions.invalidate(&tenant);
+    Ok(Json(subscription))
+}
+
+async fn list(
+    State(state): State<AppState>,
+    Tenant(tenant): Tenant,
+) -> Result<Json<Value>, ApiError> {
+    let subscriptions = state.store.list_subscriptions(&tenant).await?;
+    Ok(Json(serde_json::json!({ "subscriptions": subscriptions })))
+}
+
+async fn show(
+    State(state): State<AppState>,
+    Tenant(tenant): Tenant,
+    Path(id): Path<String>,
+) -> Result<Json<Subscription>, ApiError> {
+    find(&state, &tenant, &id).await.map(Json)
+}
+
+async fn delete(
+    State(state): State<AppState>,
+    Tenant(tenant): Tenant,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let subscription = find(&state, &tenant, &id).await?;
+    state
+        .store
+        .delete_subscription(&tenant, &subscription.id)
+        .await?;
+    state.subscriptions.invalidate(&tenant);
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Runs a sample event through the subscription's chain and shows each step's
+/// output. Nothing is stored or delivered.
+async fn preview(
+    State(state): State<AppState>,
+    Tenant(tenant): Tenant,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let subscription = find(&state, &tenant, &id).await?;
+    let published: PublishedEvent = parse_json(&body)?;
+    state
+        .validate_payload(&tenant, &published.event_type, &published.data)
+        .await
+        .map_err(|e| e.at("data"))?;
+    let now = now_millis();
+    let event = Event {
+        id: match published.id {
+            Some(id) => EventId::parse(&id)
+                .map_err(|e| ApiError::bad_request("invalid_id", e.to_string()).at("id"))?,
+            None => EventId::generate(),
+        },
+        tenant: tenant.clone(),
+        event_type: published.event_type,
+        occurred_at: published.occurred_at.unwrap_or(now),
+        received_at: now,
+        idempotency_key: None,
+        payload: published.data,
+        metadata: published.metadata,
+    };
+    let matched = subscription
+        .event_types
+        .iter()
+        .any(|p| pattern_matches(p, &event.event_type));
+    if !matched {
+        return Ok(Json(serde_json::json!({
+            "matched": false,
+            "steps": [],
+            "outcome": { "dropped": format!("{} matches none of {:?}", event.event_type, subscription.event_types) }
+        })));
+    }
+    let chain = SubscriptionChain::build(&subscription, &state.store, &state.plugins)
+        .await
+        .map_err(chain_field)?;
+    let report = chain.preview(&state.plugins, &event).await;
+    Ok(Json(
+        serde_json::json!({ "matched": true, "steps": report.steps, "outcome": report.outcome }),
+    ))
+}
+
+async fn find(state: &AppState, tenant: &TenantId, id: &str) -> Result<Subscription, ApiError> {
+    let id = SubscriptionId::parse(id)
+        .map_err(|e| ApiError::bad_request("invalid_id", e.to_string()))?;
+    state
+        .store
+        .get_subscription(tenant, &id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("subscription", id.as_str()))
+}
+
+fn endpoint_field(error: crate::store::StoreError) -> ApiError {
+    match error {
+        crate::store::StoreError::NotFound { kind, id } => {
+            ApiError::unprocessable("unknown_endpoint", format!("no {kind} {id} in this tenant"))
+                .at("endpoint_id")
+        }
+        other => other.into(),
+    }
+}
+
+fn chain_field(error: ChainBuildError) -> ApiError {
+    ApiError::unprocessable(error.code, error.message).at(error.field)
+}
+
+impl AppState {
+    /// Checks every part of a subscription before anything is stored.
+    async fn checked(
+        &self,
+        tenant: &TenantId,
+        input: SubscriptionInput,
+        id: SubscriptionId,
+        created_at: i64,
+        updated_at: i64,
+    ) -> Result<Subscription, ApiError> {
+        if input.name.trim().is_empty() {
+            return Err(
+                ApiError::unprocessable("invalid_field", "name must not be empty").at("name"),
+            );
+        }
+        let endpoint_id = crate::model::EndpointId::parse(&input.endpoint_id)
+            .map_err(|e| ApiError::unprocessable("invalid_id", e.to_string()).at("endpoint_id"))?;
+        if input.event_types.is_empty() {
+            return Err(ApiError::unprocessable(
+                "invalid_field",
+                "list at least one event type or pattern (`*` for all)",
+            )
+            .at("event_types"));
+        }
+        for (index, pattern) in input.event_types.iter().enumerate() {
+            validate_pattern(pattern).map_err(|e| {
+                ApiError::unprocessable("invalid_pattern", e.to_string())
+                    .at(format!("event_types[{index}]"))
+            })?;
+        }
+        if let Some(batching) = &input.batching
+            && (batching.max_events == 0
+                || batching.max_events > MAX_BATCH_EVENTS
+                || batching.max_wait_ms > MAX_BATCH_WAIT_MS)
+        {
+            return Err(ApiError::unprocessable(
+                "invalid_field",
+                format!("batching takes 1 to {MAX_BATCH_EVENTS} events and at most {MAX_BATCH_WAIT_MS} ms"),
+            )
+            .at("batching"));
+        }
+        let subscription = Subscription {
+            id,
+            tenant: tenant.clone(),
+            name: input.name,
+            endpoint_id,
+            event_types: input.event_types,
+            filter: input.filter,
+            template: input.template,
+            plugins: input.plugins,
+            batching: input.batching,
+            ordering_key: input.ordering_key,
+            enabled: input.enabled,
+            created_at,
+            updated_at,
+        };
+        // Compiles the filter, template and ordering key and attaches every plugin
+        // (loading it and validating its config): the same work a worker does.
+        SubscriptionChain::build(&subscription, &self.store, &self.plugins)
+            .await
+            .map_err(chain_field)?;
+        Ok(subscription)
+    }
+}
+
+/// Each tenant's enabled subscriptions, kept briefly in memory for ingest.
+/// Changes made through this node invalidate at once; other nodes' changes are
+/// seen within [`MATCH_CACHE_TTL`].
+#[derive(Clone)]
+pub(super) struct MatchCache(moka::sync::Cache<TenantId, Arc<TenantSubscriptions>>);
+
+const MATCH_CACHE_TTL: Duration = Duration::from_secs(2);
+
+impl Default for MatchCache {
+    fn default() -> Self {
+        Self(
+            moka::sync::Cache::builder()
+                .max_capacity(10_000)
+                .time_to_live(MATCH_CACHE_TTL)
+                .build(),
+        )
+    }
+}
+
+impl MatchCache {
+    pub(super) async fn for_tenant(
+        &self,
+        store: &Store,
+        tenant: &TenantId,
+    ) -> Result<Arc<TenantSubscriptions>, ApiError> {
+        if let Some(cached) = self.0.get(tenant) {
+            return Ok(cached);
+        }
+        let subscriptions = Arc::new(TenantSubscriptions(
+            store.enabled_subscriptions(tenant).await?,
+        ));
+        self.0.insert(tenant.clone(), Arc::clone(&subscriptions));
+        Ok(subscriptions)
+    }
+
+    fn invalidate(&self, tenant: &TenantId) {
+        self.0.invalidate(tenant);
+    }
+}
+
+pub(super) struct TenantSubscriptions(Vec<Subscription>);
+
+impl TenantSubscriptions {
+    /// A pending delivery for every subscription whose patterns match.
+    pub(super) fn deliveries_for(&self, event: &Event) -> Vec<Delivery> {
+        self.0
+            .iter()
+            .filter(|s| s.event_types.iter().any(|p| pattern_matches(p, &event.event_type)))
+            .map(|subscription| {
+                let ordering_key = subscription.ordering_key.as_ref().and_then(|template| {
+                    render_text(template, event)
+                        .inspect_err(|error| {
+                            tracing::warn!(subscription = %subscription.id, event = %event.id, %error, "no ordering key for this event")
+                        })
+                        .ok()
+                });
+                new_delivery(event, subscription, ordering_key)
+            })
+            .collect()
+    }
+}
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/v1/subscriptions", post(create).get(list))
+        .route(
+            "/v1/subscriptions/{id}",
+            get(show).put(update).delete(delete),
+        )
+        .route("/v1/subscriptions/{id}/preview", post(preview))
+}

@@ -1,0 +1,310 @@
+//! Weft itself, started in the test process on a loopback port: the real API,
+//! the real workers and the real database (a SQLite file, or a PostgreSQL schema
+//! of its own), so each test reads as "publish, then look at the receiver".
+
+use serde_json::Value;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::{Notify, watch};
+use weft_engine::api::{AppState, router};
+use weft_engine::delivery::HttpSender;
+use weft_engine::runtime::{PluginRuntime, RuntimeConfig};
+use weft_engine::store::Store;
+use weft_engine::worker::{Worker, WorkerConfig};
+
+/// The database a test runs against. Every pipeline test runs on both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+pub const BACKENDS: [Backend; 2] = [Backend::Sqlite, Backend::Postgres];
+
+/// PostgreSQL runs on this machine and in CI; set WEFT_TEST_POSTGRES_URL to use another.
+pub fn postgres_url() -> String {
+    std::env::var("WEFT_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+/// A fresh, empty database for one test: a SQLite file in a temporary folder, or
+/// a new PostgreSQL schema (dropped by [`TestDatabase::drop`]).
+pub struct TestDatabase {
+    pub url: String,
+    _dir: Option<tempfile::TempDir>,
+    schema: Option<String>,
+}
+
+impl TestDatabase {
+    pub async fn create(backend: Backend) -> Self {
+        match backend {
+            Backend::Sqlite => {
+                let dir = tempfile::tempdir().unwrap();
+                let url = format!("sqlite://{}", dir.path().join("weft.db").display());
+                Self {
+                    url,
+                    _dir: Some(dir),
+                    schema: None,
+                }
+            }
+            Backend::Postgres => {
+                let schema = format!("weft_e2e_{}", ulid::Ulid::new().to_string().to_lowercase());
+                let pool = sqlx::PgPool::connect(&postgres_url())
+                    .await
+                    .unwrap_or_else(|e| {
+                        panic!(
+                            "PostgreSQL at {} is required by the tests: {e}",
+                            postgres_url()
+                        )
+                    });
+                // The name is ours: a fixed prefix and a ULID.
+                sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
+                    .execute(&pool)
+                    .await
+                    .unwrap();
+                pool.close().await;
+                let url = format!("{}?options=-c%20search_path%3D{schema}", postgres_url());
+                Self {
+                    url,
+                    _dir: None,
+                    schema: Some(schema),
+                }
+            }
+        }
+    }
+
+    pub async fn drop(self) {
+        if let Some(schema) = &self.schema {
+            let pool = sqlx::PgPool::connect(&postgres_url()).await.unwrap();
+            sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))
+                .execute(&pool)
+                .await
+                .unwrap();
+            pool.close().await;
+        }
+    }
+}
+
+/// Weft running in this process.
+pub struct TestWeft {
+    pub url: String,
+    pub store: Store,
+    stop: watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    database: TestDatabase,
+    client: hyper_util::client::legacy::Client<
+        hyper_util::client::legacy::connect::HttpConnector,
+        http_body_util::Full<bytes::Bytes>,
+    >,
+}
+
+impl TestWeft {
+    /// Starts the API and two workers, with the first-party plugins registered.
+    pub async fn start(backend: Backend) -> Self {
+        let database = TestDatabase::create(backend).await;
+        let store = Store::connect(&database.url).await.unwrap();
+        let runtime = Arc::new(PluginRuntime::new(RuntimeConfig::default()).unwrap());
+        register_first_party(&store, &runtime).await;
+        let wake = Arc::new(Notify::new());
+        let (stop, stopping) = watch::channel(false);
+        let sender = HttpSender::new().unwrap();
+        let mut tasks = Vec::new();
+        let config = WorkerConfig {
+            idle_poll: Duration::from_millis(20),
+            ..WorkerConfig::default()
+        };
+        for _ in 0..2 {
+            let worker = Arc::new(Worker::new(
+                store.clone(),
+                Arc::clone(&runtime),
+                sender.clone(),
+                Arc::clone(&wake),
+                config,
+            ));
+            tasks.push(tokio::spawn(worker.run(stopping.clone())));
+        }
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let app = router(AppState::new(store.clone(), runtime, wake));
+        tasks.push(tokio::spawn(async move {
+            axum::serve(listener, app).await.unwrap();
+        }));
+        let client =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .build_http();
+        Self {
+            url,
+            store,
+            stop,
+            tasks,
+            database,
+            client,
+        }
+    }
+
+    /// Stops the workers and the server, and drops the test database.
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        for task in self.tasks {
+            task.abort();
+        }
+        self.store.close().await;
+        self.database.drop().await;
+    }
+
+    /// Calls the API; returns the status and the JSON body (Null when empty).
+    pub async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+        headers: &[(&str, &str)],
+    ) -> (u16, Value) {
+        let bytes = body
+            .map(|b| serde_json::to_vec(b).unwrap())
+            .unwrap_or_default();
+        self.call_raw(method, path, bytes, headers).await
+    }
+
+    pub async fn call_raw(
+        &self,
+        method: &str,
+        path: &str,
+        body: Vec<u8>,
+        headers: &[(&str, &str)],
+    ) -> (u16, Value) {
+        use http_body_util::BodyExt;
+        let mut request = hyper::Request::builder()
+            .method(method)
+            .uri(format!("{}{path}", self.url))
+            .header("content-type", "application/json");
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let response = self
+            .client
+            .request(
+                request
+                    .body(http_body_util::Full::new(bytes::Bytes::from(body)))
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        let value = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null)
+        };
+        (status, value)
+    }
+
+    pub async fn post(&self, path: &str, body: &Value) -> (u16, Value) {
+        self.call("POST", path, Some(body), &[]).await
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        self.call("GET", path, None, &[]).await
+    }
+
+    /// Creates an endpoint for `url`, retrying quickly so tests stay short.
+    /// Returns its id and signing secret.
+    pub async fn endpoint(&self, url: &str, max_attempts: u32) -> (String, String) {
+        let (status, endpoint) = self
+            .post(
+                "/v1/endpoints",
+                &serde_json::json!({
+                    "name": "receiver",
+                    "url": url,
+                    "timeout_ms": 2000,
+                    "retry": { "max_attempts": max_attempts, "backoff": { "type": "fixed", "delay_ms": 50 } }
+                }),
+            )
+            .await;
+        assert_eq!(status, 201, "{endpoint}");
+        (
+            endpoint["id"].as_str().unwrap().to_owned(),
+            endpoint["secret"].as_str().unwrap().to_owned(),
+        )
+    }
+
+    /// Creates a subscription from `spec` (`endpoint_id` and `name` added).
+    pub async fn subscription(&self, endpoint_id: &str, mut spec: Value) -> String {
+        spec["endpoint_id"] = Value::String(endpoint_id.to_owned());
+        if spec.get("name").is_none() {
+            spec["name"] = Value::String("test subscription".into());
+        }
+        let (status, subscription) = self.post("/v1/subscriptions", &spec).await;
+        assert_eq!(status, 201, "{subscription}");
+        subscription["id"].as_str().unwrap().to_owned()
+    }
+
+    /// Publishes a sample event from `examples/events`, with its id replaced by a
+    /// fresh one so tests do not deduplicate each other.
+    pub async fn publish_sample(
+        &self,
+        event_type: &str,
+        change: impl FnOnce(&mut Value),
+    ) -> String {
+        let mut event = crate::sample_event_json(event_type);
+        event.as_object_mut().unwrap().remove("id");
+        event.as_object_mut().unwrap().remove("tenant");
+        change(&mut event);
+        let (status, body) = self.post("/v1/events", &event).await;
+        assert_eq!(status, 202, "{body}");
+        body["id"].as_str().unwrap().to_owned()
+    }
+
+    /// Waits until `check` holds for the deliveries of `event_id`.
+    pub async fn wait_for_deliveries(
+        &self,
+        event_id: &str,
+        timeout: Duration,
+        check: impl Fn(&[Value]) -> bool,
+    ) -> Vec<Value> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let (_, body) = self
+                .get(&format!("/v1/deliveries?event_id={event_id}"))
+                .await;
+            let deliveries = body["deliveries"].as_array().cloned().unwrap_or_default();
+            if check(&deliveries) {
+                return deliveries;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "deliveries of {event_id} never got there: {deliveries:#?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+async fn register_first_party(store: &Store, runtime: &Arc<PluginRuntime>) {
+    for name in [
+        "high-value-orders",
+        "redact-pii",
+        "noop",
+        "slack",
+        "shopify",
+        "salesforce",
+        "misbehave",
+    ] {
+        let bytes = crate::guest_bytes(name);
+        let plugin = runtime.load(&bytes).unwrap();
+        store
+            .put_plugin(&weft_engine::store::StoredPlugin {
+                tenant: None,
+                name: plugin.name().to_owned(),
+                version: plugin.version().to_owned(),
+                world: plugin.world().name().to_owned(),
+                digest: plugin.digest().to_owned(),
+                bytes,
+                info: weft_engine::api::plugin_info(&plugin),
+                created_at: weft_engine::model::now_millis(),
+            })
+            .await
+            .unwrap();
+    }
+}
