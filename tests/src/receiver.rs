@@ -62,7 +62,11 @@ impl Reply {
 struct Shared {
     received: Mutex<Vec<Received>>,
     script: Mutex<VecDeque<Reply>>,
+    /// Replies for requests a matcher picks out, before the general script.
+    targeted: Mutex<Vec<(Matcher, VecDeque<Reply>)>>,
 }
+
+type Matcher = Box<dyn Fn(&Received) -> bool + Send + Sync>;
 
 /// A receiver listening on 127.0.0.1; stops when dropped.
 pub struct Receiver {
@@ -93,6 +97,20 @@ impl Receiver {
     /// The next requests get these replies, in order; then 200 again.
     pub fn script(&self, replies: impl IntoIterator<Item = Reply>) {
         self.shared.script.lock().unwrap().extend(replies);
+    }
+
+    /// The next requests that `matcher` picks out get these replies, in order.
+    pub fn script_for(
+        &self,
+        matcher: impl Fn(&Received) -> bool + Send + Sync + 'static,
+        replies: impl IntoIterator<Item = Reply>,
+    ) {
+        let replies = replies.into_iter().collect();
+        self.shared
+            .targeted
+            .lock()
+            .unwrap()
+            .push((Box::new(matcher), replies));
     }
 
     pub fn received(&self) -> Vec<Received> {
@@ -130,18 +148,23 @@ async fn record(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    shared.received.lock().unwrap().push(Received {
+    let received = Received {
         method,
         path: uri.path().to_owned(),
         headers,
         body,
         at: Instant::now(),
-    });
-    let reply = shared
-        .script
+    };
+    let targeted = shared
+        .targeted
         .lock()
         .unwrap()
-        .pop_front()
+        .iter_mut()
+        .find(|(matcher, replies)| !replies.is_empty() && matcher(&received))
+        .and_then(|(_, replies)| replies.pop_front());
+    shared.received.lock().unwrap().push(received);
+    let reply = targeted
+        .or_else(|| shared.script.lock().unwrap().pop_front())
         .unwrap_or_else(|| Reply::status(200));
     if !reply.delay.is_zero() {
         tokio::time::sleep(reply.delay).await;

@@ -85,13 +85,26 @@ impl TestDatabase {
     }
 }
 
-/// Weft running in this process.
+/// Weft running in this process. Derefs to its [`Api`].
 pub struct TestWeft {
-    pub url: String,
     pub store: Store,
+    api: Api,
     stop: watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     database: TestDatabase,
+}
+
+impl std::ops::Deref for TestWeft {
+    type Target = Api;
+
+    fn deref(&self) -> &Api {
+        &self.api
+    }
+}
+
+/// A client of a running Weft's API, with helpers that read as one statement.
+pub struct Api {
+    pub url: String,
     client: hyper_util::client::legacy::Client<
         hyper_util::client::legacy::connect::HttpConnector,
         http_body_util::Full<bytes::Bytes>,
@@ -129,16 +142,12 @@ impl TestWeft {
         tasks.push(tokio::spawn(async move {
             axum::serve(listener, app).await.unwrap();
         }));
-        let client =
-            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-                .build_http();
         Self {
-            url,
             store,
+            api: Api::new(url),
             stop,
             tasks,
             database,
-            client,
         }
     }
 
@@ -150,6 +159,15 @@ impl TestWeft {
         }
         self.store.close().await;
         self.database.drop().await;
+    }
+}
+
+impl Api {
+    pub fn new(url: String) -> Self {
+        let client =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .build_http();
+        Self { url, client }
     }
 
     /// Calls the API; returns the status and the JSON body (Null when empty).
@@ -198,6 +216,35 @@ impl TestWeft {
             serde_json::from_slice(&bytes).unwrap_or(Value::Null)
         };
         (status, value)
+    }
+
+    /// Like [`Api::post`], but a connection failure is an error instead of a panic.
+    pub async fn try_post(&self, path: &str, body: &Value) -> Result<(u16, Value), String> {
+        use http_body_util::BodyExt;
+        let request = hyper::Request::builder()
+            .method("POST")
+            .uri(format!("{}{path}", self.url))
+            .header("content-type", "application/json")
+            .body(http_body_util::Full::new(bytes::Bytes::from(
+                serde_json::to_vec(body).unwrap(),
+            )))
+            .unwrap();
+        let response = self
+            .client
+            .request(request)
+            .await
+            .map_err(|e| e.to_string())?;
+        let status = response.status().as_u16();
+        let bytes = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| e.to_string())?
+            .to_bytes();
+        Ok((
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        ))
     }
 
     pub async fn post(&self, path: &str, body: &Value) -> (u16, Value) {

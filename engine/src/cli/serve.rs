@@ -27,6 +27,11 @@ pub struct ServeArgs {
     /// Delivery workers in this process.
     #[arg(long, default_value_t = 2, env = "WEFT_WORKERS")]
     pub workers: usize,
+    /// How long a worker holds the deliveries it claimed. After a crash they are
+    /// retried once this has passed; keep it above the longest endpoint timeout,
+    /// or a slow request may be sent twice.
+    #[arg(long, default_value_t = WorkerConfig::default().lease.as_secs(), env = "WEFT_LEASE_SECONDS", value_name = "SECONDS")]
+    pub lease_seconds: u64,
 }
 
 pub fn run(args: ServeArgs, artifact_dir: Option<PathBuf>) -> Result<()> {
@@ -58,7 +63,10 @@ async fn serve(args: ServeArgs, artifact_dir: Option<PathBuf>) -> Result<()> {
             Arc::clone(&runtime),
             sender.clone(),
             Arc::clone(&wake),
-            WorkerConfig::default(),
+            WorkerConfig {
+                lease: std::time::Duration::from_secs(args.lease_seconds.max(1)),
+                ..WorkerConfig::default()
+            },
         ));
         workers.push(tokio::spawn(worker.run(stopping.clone())));
     }

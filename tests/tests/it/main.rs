@@ -6,4 +6,5 @@ mod languages;
 mod limits;
 mod loading;
 mod pipeline;
+mod serve;
 mod templates;

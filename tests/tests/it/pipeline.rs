@@ -481,3 +481,106 @@ async fn the_product_sheet_examples_apply_and_deliver() {
     );
     weft.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ordering_key_keeps_capture_order_and_a_failing_head_delays_only_its_key() {
+    for backend in BACKENDS {
+        let weft = TestWeft::start(backend).await;
+        let receiver = Receiver::start().await;
+        let (endpoint, _) = weft.endpoint(&receiver.url, 10).await;
+        weft.subscription(
+            &endpoint,
+            json!({ "event_types": ["sales_order.*"], "ordering_key": "{{ order.customer_id }}" }),
+        )
+        .await;
+        let order_id = |r: &weft_tests::receiver::Received| {
+            r.json()["order"]["id"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned()
+        };
+        // The first order of customer A fails three times before it goes through.
+        receiver.script_for(
+            move |r| r.json()["order"]["id"] == "A-1",
+            [Reply::status(500), Reply::status(500), Reply::status(500)],
+        );
+        for (customer, order) in [
+            ("A", "A-1"),
+            ("A", "A-2"),
+            ("B", "B-1"),
+            ("A", "A-3"),
+            ("B", "B-2"),
+        ] {
+            weft.publish_sample("sales_order.updated", |e| {
+                e["data"]["order"]["id"] = json!(order);
+                e["data"]["order"]["customer_id"] = json!(customer);
+            })
+            .await;
+        }
+        let received = receiver.wait_for(8, WAIT).await;
+        let sequence: Vec<String> = received.iter().map(order_id).collect();
+        let last = |id: &str| sequence.iter().rposition(|o| o == id).unwrap();
+        let first = |id: &str| sequence.iter().position(|o| o == id).unwrap();
+        assert_eq!(
+            sequence.iter().filter(|o| *o == "A-1").count(),
+            4,
+            "{backend:?}: {sequence:?}"
+        );
+        assert!(
+            last("A-1") < first("A-2") && first("A-2") < first("A-3"),
+            "{backend:?}: A out of order: {sequence:?}"
+        );
+        assert!(
+            first("B-2") < last("A-1"),
+            "{backend:?}: B waited for A's failing head: {sequence:?}"
+        );
+        assert!(first("B-1") < first("B-2"), "{backend:?}: {sequence:?}");
+        weft.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timeout_is_recorded_and_retried() {
+    for backend in BACKENDS {
+        let weft = TestWeft::start(backend).await;
+        let receiver = Receiver::start().await;
+        let (status, endpoint) = weft
+            .post(
+                "/v1/endpoints",
+                &json!({
+                    "name": "slow", "url": receiver.url, "timeout_ms": 300,
+                    "retry": { "max_attempts": 3, "backoff": { "type": "fixed", "delay_ms": 50 } }
+                }),
+            )
+            .await;
+        assert_eq!(status, 201);
+        weft.subscription(
+            endpoint["id"].as_str().unwrap(),
+            json!({ "event_types": ["payment.received"] }),
+        )
+        .await;
+        receiver.script([Reply::status(200).after(Duration::from_secs(2))]);
+        let event = weft.publish_sample("payment.received", |_| {}).await;
+        let delivered = weft
+            .wait_for_deliveries(&event, WAIT, |d| {
+                d.first().is_some_and(|d| d["status"] == "succeeded")
+            })
+            .await;
+        let (_, shown) = weft
+            .get(&format!(
+                "/v1/deliveries/{}",
+                delivered[0]["id"].as_str().unwrap()
+            ))
+            .await;
+        let attempts = shown["attempts"].as_array().unwrap();
+        assert_eq!(attempts.len(), 2, "{backend:?}: {attempts:#?}");
+        assert!(
+            attempts[0]["error"].as_str().unwrap().contains("300"),
+            "{:?}",
+            attempts[0]
+        );
+        assert_eq!(attempts[0]["response_status"], Value::Null);
+        assert_eq!(attempts[1]["response_status"], 200);
+        weft.stop().await;
+    }
+}

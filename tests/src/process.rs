@@ -1,0 +1,88 @@
+//! `weft serve` as a separate process, for what only a process shows: that it
+//! starts with no setup, stops cleanly on SIGTERM, and loses nothing to `kill -9`.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+pub struct WeftProcess {
+    pub url: String,
+    child: Child,
+}
+
+impl WeftProcess {
+    /// Starts `weft serve` on a free loopback port, in `workdir`, against
+    /// `database_url` (the default `./weft.db` when `None`), and waits until it
+    /// listens.
+    pub fn start(database_url: Option<&str>, workdir: &std::path::Path) -> Self {
+        Self::start_with(database_url, workdir, &[])
+    }
+
+    /// Like [`WeftProcess::start`], with more `weft serve` arguments.
+    pub fn start_with(
+        database_url: Option<&str>,
+        workdir: &std::path::Path,
+        args: &[&str],
+    ) -> Self {
+        let mut command = Command::new(crate::weft_binary());
+        command
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .args(args);
+        if let Some(url) = database_url {
+            command.args(["--database-url", url]);
+        }
+        let mut child = command
+            .current_dir(workdir)
+            .env("WEFT_ARTIFACT_DIR", workdir.join("artifacts"))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let first = lines.next().expect("weft serve printed nothing").unwrap();
+        let url = first
+            .split_whitespace()
+            .find(|word| word.starts_with("http://"))
+            .unwrap_or_else(|| panic!("no address in {first:?}"))
+            .to_owned();
+        // Keep draining stdout so the process never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        Self { url, child }
+    }
+
+    /// SIGKILL: no chance to flush or finish anything.
+    pub fn kill_9(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    /// SIGTERM, then waits for the exit; returns whether it exited with success.
+    pub fn terminate(mut self, timeout: Duration) -> bool {
+        let pid = self.child.id().to_string();
+        assert!(
+            Command::new("kill")
+                .args(["-TERM", &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.success();
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "weft serve did not stop within {timeout:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for WeftProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
