@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Weft in one minute: build the engine and the first-party plugins, then show what
-# the Slack template and the high-value-orders filter do with a sample order.
+# Weft in one command: build the engine and the first-party plugins, then run
+# `weft serve` on http://127.0.0.1:8080 with an embedded SQLite file (./weft.db)
+# and the plugins offered to every tenant. Stop it with Ctrl-C.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -10,18 +11,7 @@ cargo build --release --quiet -p weft-engine
 
 engine_target="${CARGO_TARGET_DIR:-target}"
 plugin_target="${CARGO_TARGET_DIR:-plugins/target}"
-weft="$engine_target/release/weft"
-plugins="$plugin_target/wasm32-wasip2/release"
 
-echo "== weft plugin inspect slack.wasm"
-"$weft" plugin inspect "$plugins/slack.wasm" | head -6
-echo
-echo "== weft plugin run slack.wasm on a new sales order"
-"$weft" plugin run "$plugins/slack.wasm" \
-    --event examples/events/sales_order.created.json \
-    --config plugins/slack/example-config.json
-echo
-echo "== weft plugin run high-value-orders.wasm (threshold 100)"
-"$weft" plugin run "$plugins/high_value_orders.wasm" \
-    --event examples/events/sales_order.created.json \
-    --config examples/configs/high-value-orders.json
+exec "$engine_target/release/weft" serve \
+    --database-url "${WEFT_DATABASE_URL:-sqlite://weft.db}" \
+    --plugins-dir "$plugin_target/wasm32-wasip2/release"

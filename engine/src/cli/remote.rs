@@ -141,7 +141,13 @@ pub fn events(remote: &Remote, command: &EventsCommand) -> Result<()> {
     if let Some(key) = idempotency_key {
         event["idempotency_key"] = json!(key);
     }
-    let client = ApiClient::new(&remote.api_url, remote.tenant.clone())?;
+    // Sample files name their tenant; the API takes it from the request instead.
+    let file_tenant = event.as_object_mut().and_then(|e| e.remove("tenant"));
+    let tenant = remote
+        .tenant
+        .clone()
+        .or_else(|| file_tenant.and_then(|t| t.as_str().map(str::to_owned)));
+    let client = ApiClient::new(&remote.api_url, tenant)?;
     let accepted = runtime()?.block_on(client.call("POST", "/v1/events", Some(&event)))?;
     println!("{}", serde_json::to_string_pretty(&accepted)?);
     Ok(())
