@@ -14,8 +14,8 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 use weft_engine::model::{
-    Delivery, DeliveryId, DeliveryStatus, Endpoint, EndpointId, Event, EventId, RetryPolicy,
-    Subscription, SubscriptionId, TenantId, now_millis,
+    Delivery, Endpoint, EndpointId, Event, EventId, RetryPolicy, Subscription, SubscriptionId,
+    TenantId, now_millis,
 };
 use weft_engine::store::{NewEvent, Store};
 
@@ -134,21 +134,7 @@ fn new_event(
     };
     let deliveries = subscriptions
         .iter()
-        .map(|subscription| Delivery {
-            id: DeliveryId::generate(),
-            tenant: tenant.clone(),
-            event_id: event.id.clone(),
-            event_type: event.event_type.clone(),
-            subscription_id: subscription.id.clone(),
-            endpoint_id: subscription.endpoint_id.clone(),
-            status: DeliveryStatus::Pending,
-            attempts: 0,
-            next_attempt_at: now,
-            last_error: None,
-            ordering_key: None,
-            created_at: now,
-            updated_at: now,
-        })
+        .map(|subscription| Delivery::pending(&event, subscription, None))
         .collect();
     NewEvent { event, deliveries }
 }

@@ -297,6 +297,32 @@ pub struct Delivery {
     pub updated_at: UnixMillis,
 }
 
+impl Delivery {
+    /// A new pending delivery of `event` to `subscription`, due as soon as the
+    /// event was received.
+    pub fn pending(
+        event: &Event,
+        subscription: &Subscription,
+        ordering_key: Option<String>,
+    ) -> Self {
+        Self {
+            id: DeliveryId::generate(),
+            tenant: event.tenant.clone(),
+            event_id: event.id.clone(),
+            event_type: event.event_type.clone(),
+            subscription_id: subscription.id.clone(),
+            endpoint_id: subscription.endpoint_id.clone(),
+            status: DeliveryStatus::Pending,
+            attempts: 0,
+            next_attempt_at: event.received_at,
+            last_error: None,
+            ordering_key,
+            created_at: event.received_at,
+            updated_at: event.received_at,
+        }
+    }
+}
+
 /// One HTTP request made for a delivery, and what came back.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Attempt {

@@ -341,16 +341,7 @@ async fn register_first_party(store: &Store, runtime: &Arc<PluginRuntime>) {
         let bytes = crate::guest_bytes(name);
         let plugin = runtime.load(&bytes).unwrap();
         store
-            .put_plugin(&weft_engine::store::StoredPlugin {
-                tenant: None,
-                name: plugin.name().to_owned(),
-                version: plugin.version().to_owned(),
-                world: plugin.world().name().to_owned(),
-                digest: plugin.digest().to_owned(),
-                bytes,
-                info: weft_engine::api::plugin_info(&plugin),
-                created_at: weft_engine::model::now_millis(),
-            })
+            .put_plugin(&weft_engine::api::stored_plugin(None, &plugin, bytes))
             .await
             .unwrap();
     }

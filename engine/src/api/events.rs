@@ -7,7 +7,7 @@
 use super::error::parse_json;
 use super::tenant::Tenant;
 use super::{ApiError, AppState};
-use crate::model::{Delivery, DeliveryId, DeliveryStatus, Event, EventId, TenantId, now_millis};
+use crate::model::{Event, EventId, TenantId, now_millis};
 use crate::store::{IngestOutcome, NewEvent};
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -234,29 +234,6 @@ impl AppState {
             self.wake.notify_waiters();
         }
         Ok(outcomes.into_iter().zip(counts).collect())
-    }
-}
-
-/// A new pending delivery of `event` to a subscription, due now.
-pub(crate) fn new_delivery(
-    event: &Event,
-    subscription: &crate::model::Subscription,
-    ordering_key: Option<String>,
-) -> Delivery {
-    Delivery {
-        id: DeliveryId::generate(),
-        tenant: event.tenant.clone(),
-        event_id: event.id.clone(),
-        event_type: event.event_type.clone(),
-        subscription_id: subscription.id.clone(),
-        endpoint_id: subscription.endpoint_id.clone(),
-        status: DeliveryStatus::Pending,
-        attempts: 0,
-        next_attempt_at: event.received_at,
-        last_error: None,
-        ordering_key,
-        created_at: event.received_at,
-        updated_at: event.received_at,
     }
 }
 

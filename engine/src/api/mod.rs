@@ -15,7 +15,7 @@ mod subscriptions;
 mod tenant;
 
 pub use error::ApiError;
-pub use plugins::describe as plugin_info;
+pub use plugins::stored_plugin;
 
 use crate::pipeline::Catalog;
 use crate::runtime::PluginRuntime;

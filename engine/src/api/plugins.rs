@@ -3,7 +3,7 @@
 
 use super::tenant::Tenant;
 use super::{ApiError, AppState};
-use crate::model::now_millis;
+use crate::model::{TenantId, now_millis};
 use crate::store::StoredPlugin;
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::StatusCode;
@@ -27,21 +27,30 @@ async fn upload(
         .await
         .map_err(|e| ApiError::internal(e.to_string()))?
         .map_err(|e| ApiError::unprocessable("invalid_plugin", format!("the upload {e}")))?;
-    let stored = StoredPlugin {
-        tenant: Some(tenant),
-        name: plugin.name().to_owned(),
-        version: plugin.version().to_owned(),
-        world: plugin.world().name().to_owned(),
-        digest: plugin.digest().to_owned(),
-        bytes: body.to_vec(),
-        info: describe(&plugin),
-        created_at: now_millis(),
-    };
+    let stored = stored_plugin(Some(tenant), &plugin, body.to_vec());
     state.store.put_plugin(&stored).await?;
     Ok((StatusCode::CREATED, Json(stored.info)))
 }
 
-pub fn describe(plugin: &crate::runtime::Plugin) -> Value {
+/// A loaded plugin as the store keeps it: `tenant` `None` offers it to everyone.
+pub fn stored_plugin(
+    tenant: Option<TenantId>,
+    plugin: &crate::runtime::Plugin,
+    bytes: Vec<u8>,
+) -> StoredPlugin {
+    StoredPlugin {
+        tenant,
+        name: plugin.name().to_owned(),
+        version: plugin.version().to_owned(),
+        world: plugin.world().name().to_owned(),
+        digest: plugin.digest().to_owned(),
+        bytes,
+        info: describe(plugin),
+        created_at: now_millis(),
+    }
+}
+
+fn describe(plugin: &crate::runtime::Plugin) -> Value {
     json!({
         "name": plugin.name(),
         "version": plugin.version(),

@@ -6,7 +6,7 @@
 //! schema the plugin declares. Any fault is a 422 naming the field.
 
 use super::error::parse_json;
-use super::events::{PublishedEvent, new_delivery};
+use super::events::PublishedEvent;
 use super::tenant::Tenant;
 use super::{ApiError, AppState};
 use crate::model::{
@@ -320,7 +320,7 @@ impl TenantSubscriptions {
                         })
                         .ok()
                 });
-                new_delivery(event, subscription, ordering_key)
+                Delivery::pending(event, subscription, ordering_key)
             })
             .collect()
     }

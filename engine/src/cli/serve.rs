@@ -2,9 +2,8 @@
 
 use crate::api::{AppState, router};
 use crate::delivery::HttpSender;
-use crate::model::now_millis;
 use crate::runtime::{PluginRuntime, RuntimeConfig};
-use crate::store::{Store, StoredPlugin};
+use crate::store::Store;
 use crate::worker::{Worker, WorkerConfig};
 use anyhow::{Context, Result};
 use clap::Args;
@@ -112,16 +111,7 @@ async fn register_first_party(
             .await?
             .with_context(|| format!("{} is not a usable plugin", path.display()))?;
         store
-            .put_plugin(&StoredPlugin {
-                tenant: None,
-                name: plugin.name().to_owned(),
-                version: plugin.version().to_owned(),
-                world: plugin.world().name().to_owned(),
-                digest: plugin.digest().to_owned(),
-                bytes,
-                info: crate::api::plugin_info(&plugin),
-                created_at: now_millis(),
-            })
+            .put_plugin(&crate::api::stored_plugin(None, &plugin, bytes))
             .await
             .with_context(|| format!("cannot register {}", path.display()))?;
         tracing::info!(

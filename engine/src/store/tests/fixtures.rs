@@ -1,8 +1,8 @@
 //! Objects to store, complete and valid, for tests to adjust.
 
 use crate::model::{
-    Attempt, AttemptId, Delivery, DeliveryId, DeliveryStatus, Endpoint, EndpointId, Event, EventId,
-    PluginRef, RetryPolicy, Subscription, SubscriptionId, TenantId, UnixMillis,
+    Attempt, AttemptId, Delivery, Endpoint, EndpointId, Event, EventId, PluginRef, RetryPolicy,
+    Subscription, SubscriptionId, TenantId, UnixMillis,
 };
 use crate::store::NewEvent;
 use serde_json::json;
@@ -70,21 +70,7 @@ pub(crate) fn event(tenant: &TenantId) -> Event {
 
 /// A pending delivery of `event` to `subscription`, due now.
 pub(crate) fn delivery(event: &Event, subscription: &Subscription) -> Delivery {
-    Delivery {
-        id: DeliveryId::generate(),
-        tenant: event.tenant.clone(),
-        event_id: event.id.clone(),
-        event_type: event.event_type.clone(),
-        subscription_id: subscription.id.clone(),
-        endpoint_id: subscription.endpoint_id.clone(),
-        status: DeliveryStatus::Pending,
-        attempts: 0,
-        next_attempt_at: NOW,
-        last_error: None,
-        ordering_key: None,
-        created_at: NOW,
-        updated_at: NOW,
-    }
+    Delivery::pending(event, subscription, None)
 }
 
 /// `event` with one pending delivery to `subscription`.
