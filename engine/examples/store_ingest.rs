@@ -146,6 +146,8 @@ fn new_event(
             next_attempt_at: now,
             last_error: None,
             ordering_key: None,
+            batched: false,
+            batch_id: None,
             created_at: now,
             updated_at: now,
         })

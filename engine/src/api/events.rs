@@ -255,6 +255,8 @@ pub(crate) fn new_delivery(
         next_attempt_at: event.received_at,
         last_error: None,
         ordering_key,
+        batched: subscription.batching.is_some(),
+        batch_id: None,
         created_at: event.received_at,
         updated_at: event.received_at,
     }

@@ -82,6 +82,8 @@ pub(crate) fn delivery(event: &Event, subscription: &Subscription) -> Delivery {
         next_attempt_at: NOW,
         last_error: None,
         ordering_key: None,
+        batched: false,
+        batch_id: None,
         created_at: NOW,
         updated_at: NOW,
     }
