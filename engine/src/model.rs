@@ -94,6 +94,14 @@ prefixed_id!(
     /// One HTTP request made for a delivery.
     AttemptId, "att"
 );
+prefixed_id!(
+    /// Deliveries of one batching subscription sent as one request. It is the
+    /// request's `webhook-id`, the same on every retry of the batch. A fresh id
+    /// rather than one derived from a member's: a replayed delivery may lead a
+    /// later batch with other members, and a receiver deduplicating on
+    /// `webhook-id` would discard that batch as one it had seen.
+    BatchId, "batch"
+);
 
 /// The organisation an object belongs to. Tenants never see each other's objects.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -214,8 +222,10 @@ fn empty_object() -> serde_json::Value {
     serde_json::json!({})
 }
 
-/// Opt-in batching: up to `max_events` events, or what arrived within
-/// `max_wait_ms`, delivered as one JSON array.
+/// Opt-in batching: a subscription's due deliveries leave together, as one
+/// request whose body is the JSON array of their bodies in capture order. A
+/// batch leaves when `max_events` deliveries are due, or when the longest-due
+/// of them has waited `max_wait_ms`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Batching {
     pub max_events: u32,
@@ -237,9 +247,11 @@ pub struct Subscription {
     pub template: Option<serde_json::Value>,
     /// Run in order: filters, then transforms, then at most one integration template.
     pub plugins: Vec<PluginRef>,
+    /// Deliveries sent together as JSON arrays; never with `ordering_key`.
     pub batching: Option<Batching>,
     /// A Jinja template naming the ordering key (`{{ order.id }}`): deliveries
-    /// with the same key reach the endpoint in capture order.
+    /// with the same key reach the endpoint in capture order. Never with
+    /// `batching`.
     pub ordering_key: Option<String>,
     pub enabled: bool,
     pub created_at: UnixMillis,
@@ -293,6 +305,15 @@ pub struct Delivery {
     pub next_attempt_at: UnixMillis,
     pub last_error: Option<String>,
     pub ordering_key: Option<String>,
+    /// Captured for a batching subscription: it leaves in a batch, never on
+    /// its own claim. Decided at capture, whatever the subscription says later.
+    pub batched: bool,
+    /// The batch it belongs to: set when the batch is formed, kept through the
+    /// batch's retries and with its outcome. A delivery that leaves its batch
+    /// has none: one its chain dropped or failed on, one sent alone (its
+    /// requests do not fit in an array), one a full batch had no room for, and
+    /// one replayed.
+    pub batch_id: Option<BatchId>,
     pub created_at: UnixMillis,
     pub updated_at: UnixMillis,
 }
@@ -317,6 +338,9 @@ impl Delivery {
             next_attempt_at: event.received_at,
             last_error: None,
             ordering_key,
+            // A batching subscription's deliveries only ever leave in batches.
+            batched: subscription.batching.is_some(),
+            batch_id: None,
             created_at: event.received_at,
             updated_at: event.received_at,
         }

@@ -6,17 +6,34 @@
 //! PostgreSQL. A crash leaves claimed rows leased; the lease expires and another
 //! worker retries them: delivery is at-least-once, and receivers deduplicate on
 //! `webhook-id`.
+//!
+//! Deliveries of a batching subscription ([`Batching`]) leave in batches. Each
+//! round the worker asks the store which batches are due, claims the ready ones
+//! whole (full, or their longest-due member has waited `max_wait_ms`), runs
+//! every member's event through the chain on its own, and sends the results as
+//! one JSON array ([`crate::pipeline::batch`]), signed with the batch's id as
+//! `webhook-id`. Every member the request carried gets its outcome: succeeded,
+//! failed, or pending with one `next_attempt_at` for all, and an attempt record
+//! each. A retried batch carries the same members under the same id; the
+//! deliveries captured meanwhile form the next batch. A member the chain
+//! dropped or failed on leaves the batch and settles on its own, and one whose
+//! requests an array cannot carry is sent alone, as without batching.
 
 use crate::delivery::{HttpSender, OutboundRequest, SendResult};
 use crate::delivery::{Verdict, classify, next_attempt_delay};
 use crate::delivery::{redact_headers, webhook_headers};
 use crate::model::{
-    Attempt, AttemptId, Delivery, DeliveryStatus, Endpoint, EndpointId,
-    MAX_RECORDED_RESPONSE_BYTES, Subscription, SubscriptionId, now_millis,
+    Attempt, AttemptId, BatchId, Batching, Delivery, DeliveryStatus, Endpoint, EndpointId, Event,
+    EventId, MAX_RECORDED_RESPONSE_BYTES, RetryPolicy, Subscription, SubscriptionId, TenantId,
+    UnixMillis, now_millis,
+};
+use crate::pipeline::batch::{
+    BatchItem, MAX_BATCH_BODY_BYTES, batch_item, batch_request, elements_that_fit,
 };
 use crate::pipeline::chain::{ChainOutcome, SubscriptionChain};
-use crate::runtime::{Disposition, PluginRuntime};
-use crate::store::{DeliveryUpdate, Store};
+use crate::runtime::{Disposition, PluginRuntime, Request};
+use crate::store::{DeliveryUpdate, DueBatch, Store};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{Notify, watch};
@@ -25,12 +42,13 @@ use tokio::task::JoinSet;
 /// How a worker paces itself.
 #[derive(Debug, Clone, Copy)]
 pub struct WorkerConfig {
-    /// Deliveries claimed per round trip to the database.
+    /// Deliveries claimed per round trip to the database; a round stops
+    /// claiming batches once their members reach this many too.
     pub batch_size: u32,
     /// How long a claim holds; a worker that dies releases its rows after this.
     pub lease: Duration,
     /// How long an idle worker sleeps when nothing wakes it (other nodes' events,
-    /// retries coming due).
+    /// retries coming due). It wakes earlier when a waiting batch is ready.
     pub idle_poll: Duration,
 }
 
@@ -60,6 +78,28 @@ pub struct Worker {
 /// nodes' edits) reach deliveries quickly without a query per delivery.
 const OBJECT_CACHE_TTL: Duration = Duration::from_secs(1);
 
+/// A batch in a worker's hands: its id, which is the request's `webhook-id`,
+/// and its members in capture order.
+struct Batch {
+    id: BatchId,
+    members: Vec<Delivery>,
+}
+
+/// The batches one round claimed, and when the earliest batch still waiting
+/// will be ready (so an idle worker wakes for it, not a poll later).
+#[derive(Default)]
+struct BatchRound {
+    claimed: Vec<Batch>,
+    next_ready_at: Option<UnixMillis>,
+}
+
+/// The subscription, endpoint and chain a delivery goes through.
+struct Target {
+    subscription: Subscription,
+    endpoint: Endpoint,
+    chain: Arc<SubscriptionChain>,
+}
+
 impl Worker {
     pub fn new(
         store: Store,
@@ -80,12 +120,13 @@ impl Worker {
         }
     }
 
-    /// Delivers until `shutdown` turns true, then finishes the batch in hand.
+    /// Delivers until `shutdown` turns true, then finishes the round in hand.
     pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
         while !*shutdown.borrow() {
+            let now = now_millis();
             let claimed = match self
                 .store
-                .claim_due_deliveries(now_millis(), self.config.batch_size, self.lease_ms())
+                .claim_due_deliveries(now, self.config.batch_size, self.lease_ms())
                 .await
             {
                 Ok(claimed) => claimed,
@@ -95,10 +136,17 @@ impl Worker {
                     continue;
                 }
             };
-            if claimed.is_empty() {
+            let batches = self.claim_batches(now).await;
+            if claimed.is_empty() && batches.claimed.is_empty() {
+                let pause = batches.next_ready_at.map_or(self.config.idle_poll, |at| {
+                    let until_ready = u64::try_from(at.saturating_sub(now)).unwrap_or_default();
+                    self.config
+                        .idle_poll
+                        .min(Duration::from_millis(until_ready))
+                });
                 tokio::select! {
                     _ = self.wake.notified() => {}
-                    _ = tokio::time::sleep(self.config.idle_poll) => {}
+                    _ = tokio::time::sleep(pause) => {}
                     _ = shutdown.changed() => {}
                 }
                 continue;
@@ -106,9 +154,14 @@ impl Worker {
             let mut in_flight = JoinSet::new();
             for delivery in claimed {
                 let worker = Arc::clone(&self);
-                in_flight.spawn(async move { worker.process(delivery).await });
+                in_flight.spawn(async move { vec![worker.process(delivery).await] });
             }
-            let updates: Vec<DeliveryUpdate> = in_flight.join_all().await;
+            for batch in batches.claimed {
+                let worker = Arc::clone(&self);
+                in_flight.spawn(async move { worker.process_batch(batch).await });
+            }
+            let updates: Vec<DeliveryUpdate> =
+                in_flight.join_all().await.into_iter().flatten().collect();
             if let Err(error) = self.store.finish_deliveries(updates).await {
                 // The leases expire and the deliveries are retried: at-least-once.
                 tracing::error!(%error, "cannot record delivery results");
@@ -120,40 +173,257 @@ impl Worker {
         u32::try_from(self.config.lease.as_millis()).unwrap_or(u32::MAX)
     }
 
-    async fn process(&self, delivery: Delivery) -> DeliveryUpdate {
-        match self.attempt(&delivery).await {
-            Ok(step) => step.into_update(delivery),
-            // The database or a cache failed us, not the delivery: try again later.
-            Err(reason) => Step::Retry {
-                reason,
-                not_before: None,
-                attempt: None,
+    /// Claims the batches that are ready: formed batches due again, and new
+    /// batches of the subscriptions whose waiting deliveries fill one or have
+    /// waited long enough. Failures are logged: the next round tries again.
+    async fn claim_batches(&self, now: UnixMillis) -> BatchRound {
+        let mut round = BatchRound::default();
+        let due = match self.store.due_batches(now, self.config.batch_size).await {
+            Ok(due) => due,
+            Err(error) => {
+                tracing::error!(%error, "cannot find due batches");
+                return round;
             }
-            .into_update(delivery),
+        };
+        let budget = self.config.batch_size as usize;
+        let mut members = 0;
+        for group in due {
+            if members >= budget {
+                break;
+            }
+            if let Some(id) = &group.batch_id {
+                match self
+                    .store
+                    .claim_formed_batch(&group.tenant, id, now, self.lease_ms())
+                    .await
+                {
+                    Ok(claimed) if !claimed.is_empty() => {
+                        members += claimed.len();
+                        round.claimed.push(Batch {
+                            id: id.clone(),
+                            members: claimed,
+                        });
+                    }
+                    Ok(_) => {}
+                    Err(error) => tracing::error!(%error, batch = %id, "cannot claim batch"),
+                }
+                continue;
+            }
+            let limits = match self.batch_limits(&group).await {
+                Ok(limits) => limits,
+                Err(error) => {
+                    tracing::error!(%error, subscription = %group.subscription_id, "cannot batch");
+                    continue;
+                }
+            };
+            let ready_at = group
+                .oldest_due_at
+                .saturating_add(i64::from(limits.max_wait_ms));
+            if group.due < limits.max_events && ready_at > now {
+                round.next_ready_at =
+                    Some(round.next_ready_at.map_or(ready_at, |at| at.min(ready_at)));
+                continue;
+            }
+            // A backlog may fill several batches; the store decides each one's
+            // readiness again on the rows it locks.
+            while members < budget {
+                let id = BatchId::generate();
+                match self
+                    .store
+                    .claim_new_batch(&group, limits, &id, now, self.lease_ms())
+                    .await
+                {
+                    Ok(claimed) if !claimed.is_empty() => {
+                        let full = claimed.len() >= limits.max_events as usize;
+                        members += claimed.len();
+                        round.claimed.push(Batch {
+                            id,
+                            members: claimed,
+                        });
+                        if !full {
+                            break;
+                        }
+                    }
+                    Ok(_) => break,
+                    Err(error) => {
+                        tracing::error!(%error, subscription = %group.subscription_id, "cannot form a batch");
+                        break;
+                    }
+                }
+            }
         }
+        round
     }
 
-    async fn attempt(&self, delivery: &Delivery) -> Result<Step, String> {
-        let store_error = |e: crate::store::StoreError| e.to_string();
-        let Some(event) = self
+    /// How a group's waiting deliveries are batched: as their subscription
+    /// says; at once if it stopped batching, is disabled or is gone, so that
+    /// they are sent alone or settled without waiting for a batch to fill.
+    async fn batch_limits(&self, group: &DueBatch) -> Result<Batching, String> {
+        let subscription = self
+            .subscription(&group.tenant, &group.subscription_id)
+            .await?;
+        let at_once = Batching {
+            max_events: self.config.batch_size,
+            max_wait_ms: 0,
+        };
+        Ok(match subscription {
+            Some(subscription) if subscription.enabled => subscription.batching.unwrap_or(at_once),
+            _ => at_once,
+        })
+    }
+
+    async fn process(&self, delivery: Delivery) -> DeliveryUpdate {
+        let step = self.attempt(&delivery).await;
+        step.settle(delivery.attempts + 1).update(&delivery, None)
+    }
+
+    async fn attempt(&self, delivery: &Delivery) -> Step {
+        let target = match self.target(delivery).await {
+            Ok(target) => target,
+            Err(step) => return step,
+        };
+        let event = match self
             .store
             .get_event(&delivery.tenant, &delivery.event_id)
             .await
-            .map_err(store_error)?
-        else {
-            return Ok(Step::Fail(format!(
-                "event {} no longer exists",
-                delivery.event_id
-            )));
+        {
+            Ok(Some(event)) => event,
+            Ok(None) => return event_gone(&delivery.event_id),
+            Err(error) => return Step::retry_later(error.to_string()),
         };
-        let Some(subscription) = self.subscription(delivery).await? else {
-            return Ok(Step::Drop("the subscription was deleted".into()));
+        match requests_of(target.chain.run(&self.runtime, &event).await) {
+            Ok(requests) => self.send_all(&target.endpoint, delivery, requests).await,
+            Err(step) => step,
+        }
+    }
+
+    /// Runs every member of `batch` through the chain, sends the batch request
+    /// and settles each member.
+    async fn process_batch(self: Arc<Self>, batch: Batch) -> Vec<DeliveryUpdate> {
+        let Batch { id, members } = batch;
+        let Some(first) = members.first() else {
+            return Vec::new();
+        };
+        let target = match self.target(first).await {
+            Ok(target) => target,
+            // Nothing was sent; the batch settles as one, and is retried as one.
+            Err(step) => return settle_together(step, &members, &id),
+        };
+        if target.subscription.batching.is_none() {
+            // Captured while the subscription batched; it no longer does.
+            return self.process_alone(members).await;
+        }
+        let events = {
+            let ids: Vec<&EventId> = members.iter().map(|member| &member.event_id).collect();
+            match self.store.get_events(&first.tenant, &ids).await {
+                Ok(events) => events,
+                Err(error) => {
+                    return settle_together(Step::retry_later(error.to_string()), &members, &id);
+                }
+            }
+        };
+        let outcomes = self.run_chains(&target.chain, &members, events).await;
+
+        let mut updates = Vec::with_capacity(members.len());
+        let mut elements = Vec::with_capacity(members.len());
+        let mut alone = Vec::new();
+        for (member, outcome) in members.iter().zip(outcomes) {
+            match outcome.map(batch_item) {
+                Ok(BatchItem::Element(body)) => elements.push((member, body)),
+                Ok(BatchItem::Alone(requests)) => alone.push((member, requests)),
+                Err(step) => updates.push(step.settle(member.attempts + 1).update(member, None)),
+            }
+        }
+        let fit = elements_that_fit(elements.iter().map(|(_, body)| body.len()));
+        for (member, _) in elements.split_off(fit) {
+            let step = Step::Requeue(format!(
+                "batch {id} reached {MAX_BATCH_BODY_BYTES} bytes: waiting for the next batch"
+            ));
+            updates.push(step.settle(member.attempts).update(member, None));
+        }
+        if let Some(&(first_carried, _)) = elements.first() {
+            let request = batch_request(elements.iter().map(|(_, body)| body.as_slice()));
+            let step = self
+                .send(&target.endpoint, first_carried, id.as_str(), request)
+                .await;
+            let carried: Vec<Delivery> = elements
+                .into_iter()
+                .map(|(member, _)| member.clone())
+                .collect();
+            updates.extend(settle_together(step, &carried, &id));
+        }
+        for (member, requests) in alone {
+            let step = self.send_all(&target.endpoint, member, requests).await;
+            updates.push(step.settle(member.attempts + 1).update(member, None));
+        }
+        updates
+    }
+
+    /// Processes each delivery as if it had never been batched.
+    async fn process_alone(self: Arc<Self>, deliveries: Vec<Delivery>) -> Vec<DeliveryUpdate> {
+        let mut in_flight = JoinSet::new();
+        for delivery in deliveries {
+            let worker = Arc::clone(&self);
+            in_flight.spawn(async move { worker.process(delivery).await });
+        }
+        in_flight.join_all().await
+    }
+
+    /// Runs the chain on each member's event, concurrently (plugins run on the
+    /// runtime's own pool), and returns the outcomes in the members' order.
+    async fn run_chains(
+        &self,
+        chain: &Arc<SubscriptionChain>,
+        members: &[Delivery],
+        events: Vec<Event>,
+    ) -> Vec<Result<Vec<Request>, Step>> {
+        let events: HashMap<EventId, Event> = events
+            .into_iter()
+            .map(|event| (event.id.clone(), event))
+            .collect();
+        let mut runs = JoinSet::new();
+        let mut outcomes: Vec<Option<Result<Vec<Request>, Step>>> = Vec::new();
+        for (index, member) in members.iter().enumerate() {
+            match events.get(&member.event_id) {
+                Some(event) => {
+                    let (chain, runtime, event) =
+                        (Arc::clone(chain), Arc::clone(&self.runtime), event.clone());
+                    runs.spawn(async move { (index, chain.run(&runtime, &event).await) });
+                    outcomes.push(None);
+                }
+                None => outcomes.push(Some(Err(event_gone(&member.event_id)))),
+            }
+        }
+        for (index, outcome) in runs.join_all().await {
+            outcomes[index] = Some(requests_of(outcome));
+        }
+        outcomes
+            .into_iter()
+            .map(|outcome| {
+                outcome.unwrap_or_else(|| Err(Step::retry_later("the chain did not run".into())))
+            })
+            .collect()
+    }
+
+    /// The delivery's subscription, endpoint and chain, or how the delivery
+    /// settles without them.
+    async fn target(&self, delivery: &Delivery) -> Result<Target, Step> {
+        let Some(subscription) = self
+            .subscription(&delivery.tenant, &delivery.subscription_id)
+            .await
+            .map_err(Step::retry_later)?
+        else {
+            return Err(Step::Drop("the subscription was deleted".into()));
         };
         if !subscription.enabled {
-            return Ok(Step::Drop("the subscription is disabled".into()));
+            return Err(Step::Drop("the subscription is disabled".into()));
         }
-        let Some(endpoint) = self.endpoint(delivery).await? else {
-            return Ok(Step::Fail(format!(
+        let Some(endpoint) = self
+            .endpoint(&delivery.tenant, &delivery.endpoint_id)
+            .await
+            .map_err(Step::retry_later)?
+        else {
+            return Err(Step::Fail(format!(
                 "endpoint {} no longer exists",
                 delivery.endpoint_id
             )));
@@ -163,27 +433,27 @@ impl Worker {
                 .disabled_reason
                 .as_deref()
                 .unwrap_or("by an administrator");
-            return Ok(Step::Fail(format!(
+            return Err(Step::Fail(format!(
                 "endpoint {} is disabled ({why})",
                 endpoint.id
             )));
         }
-        let chain = self.chain(&subscription).await?;
-        let requests = match chain.run(&self.runtime, &event).await {
-            ChainOutcome::Deliver(requests) => requests,
-            ChainOutcome::Dropped(reason) => return Ok(Step::Drop(reason)),
-            ChainOutcome::Failed {
-                disposition: Disposition::Retry,
-                reason,
-            } => {
-                return Ok(Step::Retry {
-                    reason,
-                    not_before: None,
-                    attempt: None,
-                });
-            }
-            ChainOutcome::Failed { reason, .. } => return Ok(Step::Fail(reason)),
-        };
+        let chain = self.chain(&subscription).await.map_err(Step::retry_later)?;
+        Ok(Target {
+            subscription,
+            endpoint,
+            chain,
+        })
+    }
+
+    /// Sends a chain's requests for `delivery`, one after the other; the first
+    /// that does not succeed decides the outcome.
+    async fn send_all(
+        &self,
+        endpoint: &Endpoint,
+        delivery: &Delivery,
+        requests: Vec<Request>,
+    ) -> Step {
         let count = requests.len();
         let mut last_attempt = None;
         for (index, request) in requests.into_iter().enumerate() {
@@ -192,53 +462,74 @@ impl Worker {
             } else {
                 format!("{}_{index}", delivery.id)
             };
-            let outbound = match outbound(&endpoint, &message_id, request) {
-                Ok(outbound) => outbound,
-                Err(reason) => return Ok(Step::Fail(reason)),
-            };
-            let started_at = now_millis();
-            let (method, url, headers) = (
-                outbound.method.clone(),
-                outbound.url.clone(),
-                redact_headers(&outbound.headers),
-            );
-            let result = self.sender.send(outbound).await;
-            let attempt = attempt_record(delivery, started_at, method, url, headers, &result);
-            match classify(&result) {
-                Verdict::Delivered => last_attempt = Some(attempt),
-                Verdict::Gone => {
-                    let reason = format!("{} answered 410 Gone: endpoint disabled", endpoint.url);
-                    if let Err(error) = self
-                        .store
-                        .disable_endpoint(&delivery.tenant, &endpoint.id, &reason, now_millis())
-                        .await
-                    {
-                        tracing::error!(%error, endpoint = %endpoint.id, "cannot disable endpoint");
-                    }
-                    self.endpoints.invalidate(&endpoint.id).await;
-                    return Ok(Step::FailWith { reason, attempt });
-                }
-                Verdict::Retry { not_before } => {
-                    let reason = attempt.error.clone().unwrap_or_else(|| {
-                        format!(
-                            "the endpoint answered {}",
-                            attempt.response_status.unwrap_or_default()
-                        )
-                    });
-                    return Ok(Step::Retry {
-                        reason,
-                        not_before,
-                        attempt: Some((attempt, endpoint.retry)),
-                    });
-                }
-                Verdict::GiveUp(reason) => return Ok(Step::FailWith { reason, attempt }),
+            match self.send(endpoint, delivery, &message_id, request).await {
+                Step::Delivered(attempt) => last_attempt = attempt,
+                other => return other,
             }
         }
-        Ok(Step::Delivered(last_attempt))
+        Step::Delivered(last_attempt)
     }
 
-    async fn subscription(&self, delivery: &Delivery) -> Result<Option<Subscription>, String> {
-        let (store, tenant, id) = (&self.store, &delivery.tenant, &delivery.subscription_id);
+    /// Sends one request signed as message `message_id`, recorded as an
+    /// attempt of `delivery` (a batch's members each get a copy).
+    async fn send(
+        &self,
+        endpoint: &Endpoint,
+        delivery: &Delivery,
+        message_id: &str,
+        request: Request,
+    ) -> Step {
+        let outbound = match outbound(endpoint, message_id, request) {
+            Ok(outbound) => outbound,
+            Err(reason) => return Step::Fail(reason),
+        };
+        let started_at = now_millis();
+        let (method, url, headers) = (
+            outbound.method.clone(),
+            outbound.url.clone(),
+            redact_headers(&outbound.headers),
+        );
+        let result = self.sender.send(outbound).await;
+        let attempt = Box::new(attempt_record(
+            delivery, started_at, method, url, headers, &result,
+        ));
+        match classify(&result) {
+            Verdict::Delivered => Step::Delivered(Some(attempt)),
+            Verdict::Gone => {
+                let reason = format!("{} answered 410 Gone: endpoint disabled", endpoint.url);
+                if let Err(error) = self
+                    .store
+                    .disable_endpoint(&endpoint.tenant, &endpoint.id, &reason, now_millis())
+                    .await
+                {
+                    tracing::error!(%error, endpoint = %endpoint.id, "cannot disable endpoint");
+                }
+                self.endpoints.invalidate(&endpoint.id).await;
+                Step::FailWith { reason, attempt }
+            }
+            Verdict::Retry { not_before } => {
+                let reason = attempt.error.clone().unwrap_or_else(|| {
+                    format!(
+                        "the endpoint answered {}",
+                        attempt.response_status.unwrap_or_default()
+                    )
+                });
+                Step::Retry {
+                    reason,
+                    not_before,
+                    attempt: Some((attempt, endpoint.retry)),
+                }
+            }
+            Verdict::GiveUp(reason) => Step::FailWith { reason, attempt },
+        }
+    }
+
+    async fn subscription(
+        &self,
+        tenant: &TenantId,
+        id: &SubscriptionId,
+    ) -> Result<Option<Subscription>, String> {
+        let store = &self.store;
         self.subscriptions
             .try_get_with(id.clone(), async move {
                 store.get_subscription(tenant, id).await
@@ -247,8 +538,12 @@ impl Worker {
             .map_err(|e| e.to_string())
     }
 
-    async fn endpoint(&self, delivery: &Delivery) -> Result<Option<Endpoint>, String> {
-        let (store, tenant, id) = (&self.store, &delivery.tenant, &delivery.endpoint_id);
+    async fn endpoint(
+        &self,
+        tenant: &TenantId,
+        id: &EndpointId,
+    ) -> Result<Option<Endpoint>, String> {
+        let store = &self.store;
         self.endpoints
             .try_get_with(
                 id.clone(),
@@ -289,60 +584,91 @@ where
         .build()
 }
 
-/// What one processing of a delivery decided.
+fn event_gone(id: &EventId) -> Step {
+    Step::Fail(format!("event {id} no longer exists"))
+}
+
+/// The requests to send, or how the delivery settles when the chain decided
+/// there is nothing to send.
+fn requests_of(outcome: ChainOutcome) -> Result<Vec<Request>, Step> {
+    match outcome {
+        ChainOutcome::Deliver(requests) => Ok(requests),
+        ChainOutcome::Dropped(reason) => Err(Step::Drop(reason)),
+        ChainOutcome::Failed {
+            disposition: Disposition::Retry,
+            reason,
+        } => Err(Step::retry_later(reason)),
+        ChainOutcome::Failed { reason, .. } => Err(Step::Fail(reason)),
+    }
+}
+
+/// What one processing of a delivery (or of a batch's request) decided.
 enum Step {
-    Delivered(Option<Attempt>),
+    Delivered(Option<Box<Attempt>>),
     Drop(String),
     Fail(String),
     FailWith {
         reason: String,
-        attempt: Attempt,
+        attempt: Box<Attempt>,
     },
     Retry {
         reason: String,
         not_before: Option<Duration>,
-        attempt: Option<(Attempt, crate::model::RetryPolicy)>,
+        attempt: Option<(Box<Attempt>, RetryPolicy)>,
     },
+    /// Left out of a batch that was full, not attempted: due again at once.
+    Requeue(String),
+}
+
+/// The state a step leaves deliveries in, decided once, so that every member
+/// of a batch gets the same one (one jitter draw, one `next_attempt_at`).
+struct Settled {
+    status: DeliveryStatus,
+    /// Whether it counts as an attempt: a request was made, or the chain
+    /// failed in a way worth retrying.
+    counted: bool,
+    next_attempt_at: UnixMillis,
+    last_error: Option<String>,
+    attempt: Option<Box<Attempt>>,
 }
 
 impl Step {
-    fn into_update(self, delivery: Delivery) -> DeliveryUpdate {
+    /// The database or a cache failed us, not the delivery: try again later
+    /// (on the default schedule, as nothing was sent).
+    fn retry_later(reason: String) -> Self {
+        Step::Retry {
+            reason,
+            not_before: None,
+            attempt: None,
+        }
+    }
+
+    /// Settles the step as attempt number `tried`, which sets the backoff.
+    fn settle(self, tried: u32) -> Settled {
         let now = now_millis();
-        let update = |status, attempts, next_attempt_at, last_error, attempt| DeliveryUpdate {
-            tenant: delivery.tenant.clone(),
-            delivery_id: delivery.id.clone(),
+        let settled = |status, counted, next_attempt_at, last_error, attempt| Settled {
             status,
-            attempts,
+            counted,
             next_attempt_at,
             last_error,
             attempt,
         };
-        let tried = delivery.attempts + 1;
         match self {
             Step::Delivered(attempt) => {
-                update(DeliveryStatus::Succeeded, tried, now, None, attempt)
+                settled(DeliveryStatus::Succeeded, true, now, None, attempt)
             }
-            Step::Drop(reason) => update(
-                DeliveryStatus::Dropped,
-                delivery.attempts,
-                now,
-                Some(reason),
-                None,
-            ),
-            Step::Fail(reason) => update(
+            Step::Drop(reason) => settled(DeliveryStatus::Dropped, false, now, Some(reason), None),
+            Step::Fail(reason) => settled(DeliveryStatus::Failed, false, now, Some(reason), None),
+            Step::FailWith { reason, attempt } => settled(
                 DeliveryStatus::Failed,
-                delivery.attempts,
-                now,
-                Some(reason),
-                None,
-            ),
-            Step::FailWith { reason, attempt } => update(
-                DeliveryStatus::Failed,
-                tried,
+                true,
                 now,
                 Some(reason),
                 Some(attempt),
             ),
+            Step::Requeue(reason) => {
+                settled(DeliveryStatus::Pending, false, now, Some(reason), None)
+            }
             Step::Retry {
                 reason,
                 not_before,
@@ -355,16 +681,16 @@ impl Step {
                     .unwrap_or_default();
                 let attempt = attempt.map(|(attempt, _)| attempt);
                 match next_attempt_delay(&policy, tried, not_before, &mut rand::rng()) {
-                    Some(delay) => update(
+                    Some(delay) => settled(
                         DeliveryStatus::Pending,
-                        tried,
-                        now + delay.as_millis() as i64,
+                        true,
+                        now.saturating_add(i64::try_from(delay.as_millis()).unwrap_or(i64::MAX)),
                         Some(reason),
                         attempt,
                     ),
-                    None => update(
+                    None => settled(
                         DeliveryStatus::Failed,
-                        tried,
+                        true,
                         now,
                         Some(format!("gave up after {tried} attempts: {reason}")),
                         attempt,
@@ -373,6 +699,45 @@ impl Step {
             }
         }
     }
+}
+
+impl Settled {
+    /// What to record for `delivery`, now in batch `batch_id` (or in none).
+    fn update(&self, delivery: &Delivery, batch_id: Option<BatchId>) -> DeliveryUpdate {
+        DeliveryUpdate {
+            tenant: delivery.tenant.clone(),
+            delivery_id: delivery.id.clone(),
+            status: self.status,
+            attempts: delivery.attempts + u32::from(self.counted),
+            next_attempt_at: self.next_attempt_at,
+            last_error: self.last_error.clone(),
+            attempt: self.attempt.as_deref().map(|attempt| Attempt {
+                id: AttemptId::generate(),
+                tenant: delivery.tenant.clone(),
+                delivery_id: delivery.id.clone(),
+                number: delivery.attempts + 1,
+                ..attempt.clone()
+            }),
+            batch_id,
+        }
+    }
+}
+
+/// One outcome for every delivery `step` covered, all of them kept in batch
+/// `id`. A batch counts as tried as often as its most-tried member, so no
+/// event's request is made more often than its endpoint's policy allows.
+fn settle_together(step: Step, members: &[Delivery], id: &BatchId) -> Vec<DeliveryUpdate> {
+    let tried = members
+        .iter()
+        .map(|member| member.attempts)
+        .max()
+        .unwrap_or_default()
+        + 1;
+    let settled = step.settle(tried);
+    members
+        .iter()
+        .map(|member| settled.update(member, Some(id.clone())))
+        .collect()
 }
 
 /// The request as it leaves: the endpoint's method, URL and headers, the plugin's

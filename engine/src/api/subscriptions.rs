@@ -240,6 +240,17 @@ impl AppState {
             )
             .at("batching"));
         }
+        // Ordering holds a key's next delivery back until the one before it
+        // settles; a batch sends many at once and settles them together. Rather
+        // than a half-kept promise of either, a subscription chooses one.
+        if input.batching.is_some() && input.ordering_key.is_some() {
+            return Err(ApiError::unprocessable(
+                "invalid_combination",
+                "a subscription either batches its deliveries or orders them by key, not both: \
+                 drop batching or ordering_key",
+            )
+            .at("batching"));
+        }
         let subscription = Subscription {
             id,
             tenant: tenant.clone(),

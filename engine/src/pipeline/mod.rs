@@ -7,7 +7,11 @@
 //! `data` (the whole payload) and `event` (`id`, `type`, `tenant`,
 //! `occurred_at`, `timestamp`). Both are compiled once, when a subscription is
 //! saved, so that a bad expression is refused then, not at delivery.
+//!
+//! [`batch`] joins the chain's outputs for a batching subscription into one
+//! request whose body is a JSON array.
 
+pub mod batch;
 mod catalog;
 pub mod chain;
 mod context;

@@ -289,6 +289,16 @@ impl Tx {
             Self::Postgres(tx) => tx.commit().await,
         }
     }
+
+    /// Ends the transaction, changing nothing. Dropping it would too, but only
+    /// when its connection is next used: until then, the rows it locked stay
+    /// locked for everyone else.
+    pub(super) async fn rollback(self) -> Result<(), sqlx::Error> {
+        match self {
+            Self::Sqlite(tx) => tx.rollback().await,
+            Self::Postgres(tx) => tx.rollback().await,
+        }
+    }
 }
 
 /// A parameter of a statement.

@@ -11,8 +11,8 @@ use super::attempts::insert_attempts;
 use super::database::{Dialect, ROWS_PER_STATEMENT, Row, SqlBuilder, Statement, Tx, Value};
 use super::error::StoreError;
 use crate::model::{
-    Attempt, Delivery, DeliveryId, DeliveryStatus, EndpointId, EventId, SubscriptionId, TenantId,
-    UnixMillis, now_millis,
+    Attempt, BatchId, Delivery, DeliveryId, DeliveryStatus, EndpointId, EventId, SubscriptionId,
+    TenantId, UnixMillis, now_millis,
 };
 use std::collections::{HashMap, HashSet};
 
@@ -28,6 +28,9 @@ pub struct DeliveryUpdate {
     pub next_attempt_at: UnixMillis,
     pub last_error: Option<String>,
     pub attempt: Option<Attempt>,
+    /// The batch the delivery belongs to from now on (see
+    /// [`Delivery::batch_id`]); `None` for one sent alone or leaving its batch.
+    pub batch_id: Option<BatchId>,
 }
 
 /// The columns of `deliveries` a [`Delivery`] is made of, as
@@ -35,19 +38,20 @@ pub struct DeliveryUpdate {
 macro_rules! delivery_columns {
     () => {
         "tenant, id, event_id, event_type, subscription_id, endpoint_id, status, attempts, \
-         next_attempt_at, last_error, ordering_key, created_at, updated_at"
+         next_attempt_at, last_error, ordering_key, batched, batch_id, created_at, updated_at"
     };
 }
 pub(super) use delivery_columns;
-const INSERTED_COLUMN_COUNT: usize = 13;
+const INSERTED_COLUMN_COUNT: usize = 15;
 
 /// Due, unleased, pending deliveries, longest overdue first, skipping any whose
-/// ordering key has an earlier delivery still pending: that one goes first.
+/// ordering key has an earlier delivery still pending (that one goes first)
+/// and batched ones (they leave in batches, see `batches.rs`).
 macro_rules! claimable {
     () => {
         "SELECT seq FROM deliveries AS candidate
          WHERE status = 'pending' AND next_attempt_at <= $1
-           AND (lease_until IS NULL OR lease_until <= $1)
+           AND (lease_until IS NULL OR lease_until <= $1) AND NOT batched
            AND (ordering_key IS NULL OR NOT EXISTS (
                 SELECT 1 FROM deliveries AS earlier
                 WHERE earlier.tenant = candidate.tenant
@@ -89,7 +93,8 @@ impl Store {
     /// Due means pending, `next_attempt_at <= now`, not leased. A delivery with
     /// an ordering key waits while an earlier delivery (by capture order) of
     /// the same subscription and key is pending, so a failing head delays only
-    /// its own key.
+    /// its own key. Batched deliveries are never claimed here: see
+    /// [`Store::claim_new_batch`] and [`Store::claim_formed_batch`].
     pub async fn claim_due_deliveries(
         &self,
         now: UnixMillis,
@@ -148,7 +153,10 @@ impl Store {
     }
 
     /// Sends delivery `id` again: pending, due `now`, lease cleared. Its
-    /// attempt count is kept, so attempt numbers continue. A delivery in flight
+    /// attempt count is kept, so attempt numbers continue. A batched delivery
+    /// leaves its batch and joins the next one its subscription forms: a new
+    /// request, so a new `webhook-id`, since the old batch's other members are
+    /// not necessarily sent again with it. A delivery in flight
     /// (pending and leased) is returned unchanged: its attempt is under way,
     /// and clearing its lease would let a second worker send it concurrently.
     pub async fn replay_delivery(
@@ -159,7 +167,7 @@ impl Store {
     ) -> Result<Option<Delivery>, StoreError> {
         const REPLAY: &str = concat!(
             "UPDATE deliveries SET status = 'pending', next_attempt_at = $3, lease_until = NULL, \
-             updated_at = $3 \
+             batch_id = NULL, updated_at = $3 \
              WHERE tenant = $1 AND id = $2 \
                AND NOT (status = 'pending' AND lease_until IS NOT NULL AND lease_until > $3) \
              RETURNING ",
@@ -181,7 +189,8 @@ impl Store {
     }
 
     /// Replays every failed delivery to `endpoint` created in `since..until`
-    /// (`since` included), due `now`; returns how many.
+    /// (`since` included), due `now`; returns how many. Batched ones leave
+    /// their batches, as with [`Store::replay_delivery`].
     pub async fn replay_failed(
         &self,
         tenant: &TenantId,
@@ -192,7 +201,7 @@ impl Store {
     ) -> Result<u64, StoreError> {
         let statement = Statement::new(
             "UPDATE deliveries SET status = 'pending', next_attempt_at = $5, lease_until = NULL, \
-             updated_at = $5 \
+             batch_id = NULL, updated_at = $5 \
              WHERE tenant = $1 AND endpoint_id = $2 AND status = 'failed' \
                AND created_at >= $3 AND created_at < $4",
         )
@@ -231,6 +240,8 @@ pub(super) async fn insert_deliveries(
                     delivery.next_attempt_at.into(),
                     delivery.last_error.as_deref().into(),
                     delivery.ordering_key.as_deref().into(),
+                    delivery.batched.into(),
+                    delivery.batch_id.as_ref().map(BatchId::as_str).into(),
                     delivery.created_at.into(),
                     delivery.updated_at.into(),
                 ]
@@ -261,7 +272,7 @@ async fn update_deliveries(
     now: UnixMillis,
 ) -> Result<(), StoreError> {
     for chunk in updates.chunks(ROWS_PER_STATEMENT) {
-        let rows = chunk.iter().map(|update| -> [Value; 6] {
+        let rows = chunk.iter().map(|update| -> [Value; 7] {
             [
                 update.tenant.as_str().into(),
                 update.delivery_id.as_str().into(),
@@ -269,6 +280,7 @@ async fn update_deliveries(
                 update.attempts.into(),
                 update.next_attempt_at.into(),
                 update.last_error.as_deref().into(),
+                update.batch_id.as_ref().map(BatchId::as_str).into(),
             ]
         });
         // `VALUES` columns are named column1, column2, … on both backends.
@@ -276,7 +288,7 @@ async fn update_deliveries(
             .sql(
                 "UPDATE deliveries SET status = changed.column3, attempts = changed.column4, \
                  next_attempt_at = changed.column5, last_error = changed.column6, \
-                 lease_until = NULL, updated_at = ",
+                 batch_id = changed.column7, lease_until = NULL, updated_at = ",
             )
             .parameter(now)
             .sql(" FROM (VALUES ")
@@ -346,6 +358,14 @@ pub(super) fn delivery_from_row(row: &Row) -> Result<Delivery, StoreError> {
         next_attempt_at: row.get("next_attempt_at")?,
         last_error: row.get("last_error")?,
         ordering_key: row.get("ordering_key")?,
+        batched: row.get("batched")?,
+        batch_id: row
+            .get::<Option<String>>("batch_id")?
+            .map(|text| {
+                BatchId::parse(&text)
+                    .map_err(|error| StoreError::Corrupt(format!("column batch_id: {error}")))
+            })
+            .transpose()?,
         created_at: row.get("created_at")?,
         updated_at: row.get("updated_at")?,
         id,

@@ -11,17 +11,31 @@ use std::borrow::Cow;
 /// migrations changed).
 type MigrationFile = (i64, &'static str, &'static str);
 
-const SQLITE: &[MigrationFile] = &[(
-    1,
-    "initial",
-    include_str!("../../migrations/sqlite/0001_initial.sql"),
-)];
+const SQLITE: &[MigrationFile] = &[
+    (
+        1,
+        "initial",
+        include_str!("../../migrations/sqlite/0001_initial.sql"),
+    ),
+    (
+        2,
+        "batching",
+        include_str!("../../migrations/sqlite/0002_batching.sql"),
+    ),
+];
 
-const POSTGRES: &[MigrationFile] = &[(
-    1,
-    "initial",
-    include_str!("../../migrations/postgres/0001_initial.sql"),
-)];
+const POSTGRES: &[MigrationFile] = &[
+    (
+        1,
+        "initial",
+        include_str!("../../migrations/postgres/0001_initial.sql"),
+    ),
+    (
+        2,
+        "batching",
+        include_str!("../../migrations/postgres/0002_batching.sql"),
+    ),
+];
 
 /// The migrations of `dialect`.
 pub(super) fn migrator(dialect: Dialect) -> Migrator {

@@ -10,10 +10,14 @@
 //! The delivery queue lives in the `deliveries` table. Workers claim due rows
 //! with a lease ([`Store::claim_due_deliveries`]) and report back in batches
 //! ([`Store::finish_deliveries`]); a worker that dies loses its lease, and the
-//! rows fall due again when it ends. Several Weft nodes may share one
+//! rows fall due again when it ends. Deliveries of batching subscriptions take
+//! a lane of their own: they are claimed a whole batch at a time
+//! ([`Store::due_batches`], [`Store::claim_new_batch`],
+//! [`Store::claim_formed_batch`]). Several Weft nodes may share one
 //! PostgreSQL database: a row is leased to one of them at a time.
 
 mod attempts;
+mod batches;
 mod database;
 mod deliveries;
 mod endpoints;
@@ -29,6 +33,7 @@ mod subscriptions;
 #[cfg(test)]
 mod tests;
 
+pub use batches::DueBatch;
 pub use deliveries::DeliveryUpdate;
 pub use error::StoreError;
 pub use event_types::EventTypeRecord;

@@ -2,6 +2,7 @@
 //! the real runtime and the real `weft` binary. One module per feature.
 
 mod api;
+mod batching;
 mod cli;
 mod languages;
 mod limits;

@@ -70,7 +70,11 @@ pub(crate) fn event(tenant: &TenantId) -> Event {
 
 /// A pending delivery of `event` to `subscription`, due now.
 pub(crate) fn delivery(event: &Event, subscription: &Subscription) -> Delivery {
-    Delivery::pending(event, subscription, None)
+    // Not batched, whatever the subscription says: tests that batch say so.
+    Delivery {
+        batched: false,
+        ..Delivery::pending(event, subscription, None)
+    }
 }
 
 /// `event` with one pending delivery to `subscription`.

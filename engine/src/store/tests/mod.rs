@@ -3,6 +3,7 @@
 //! parallel), because both backends must behave the same.
 
 mod backends;
+mod batches;
 mod config;
 mod connect;
 mod fixtures;

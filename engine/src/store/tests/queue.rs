@@ -67,6 +67,7 @@ fn attempted(
         next_attempt_at: next,
         last_error: (status >= 300).then(|| format!("HTTP {status}")),
         attempt: Some(attempt(delivery, number, status)),
+        batch_id: delivery.batch_id.clone(),
     }
 }
 
@@ -260,6 +261,7 @@ async fn finishing_records_attempts_and_ends_the_lease() {
             next_attempt_at: NOW,
             last_error: Some("filtered out by high-value-orders".into()),
             attempt: None,
+            batch_id: None,
         };
         store
             .finish_deliveries(vec![first.clone(), dropped])
