@@ -584,3 +584,58 @@ async fn a_timeout_is_recorded_and_retried() {
         weft.stop().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plugins_invalid_event_dead_letters_at_once_and_transient_retries() {
+    for backend in BACKENDS {
+        let weft = TestWeft::start(backend).await;
+        let receiver = Receiver::start().await;
+        let (endpoint, _) = weft.endpoint(&receiver.url, 3).await;
+        let misbehave = |mode: &str| json!({ "plugin": "misbehave", "version": "0.1.0", "config": { "mode": mode } });
+        weft.subscription(
+            &endpoint,
+            json!({ "event_types": ["payment.received"], "plugins": [misbehave("invalid-event")] }),
+        )
+        .await;
+        weft.subscription(
+            &endpoint,
+            json!({ "event_types": ["stock.updated"], "plugins": [misbehave("transient")] }),
+        )
+        .await;
+        let invalid = weft.publish_sample("payment.received", |_| {}).await;
+        let transient = weft.publish_sample("stock.updated", |_| {}).await;
+        let failed = weft
+            .wait_for_deliveries(&invalid, WAIT, |d| {
+                d.first().is_some_and(|d| d["status"] == "failed")
+            })
+            .await;
+        assert_eq!(
+            failed[0]["attempts"], 0,
+            "{backend:?}: dead-lettered without an attempt: {failed:?}"
+        );
+        assert!(
+            failed[0]["last_error"]
+                .as_str()
+                .unwrap()
+                .contains("order.total is missing"),
+            "{failed:?}"
+        );
+        // A transient plugin failure is retried on the default schedule, so it is
+        // still pending, one try in, with the reason recorded.
+        let pending = weft
+            .wait_for_deliveries(&transient, WAIT, |d| {
+                d.first().is_some_and(|d| d["attempts"] == 1)
+            })
+            .await;
+        assert_eq!(pending[0]["status"], "pending", "{backend:?}: {pending:?}");
+        assert!(
+            pending[0]["last_error"]
+                .as_str()
+                .unwrap()
+                .contains("rate card service is down"),
+            "{pending:?}"
+        );
+        assert!(receiver.received().is_empty());
+        weft.stop().await;
+    }
+}
