@@ -639,3 +639,66 @@ async fn a_plugins_invalid_event_dead_letters_at_once_and_transient_retries() {
         weft.stop().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_sends_events_and_shows_and_replays_deliveries() {
+    let weft = TestWeft::start(weft_tests::weft::Backend::Sqlite).await;
+    let receiver = Receiver::start().await;
+    let (endpoint, _) = weft.endpoint(&receiver.url, 1).await;
+    weft.subscription(&endpoint, json!({ "event_types": ["stock.updated"] }))
+        .await;
+    let url = weft.url.clone();
+    let cli = move |args: Vec<String>| {
+        let url = url.clone();
+        tokio::task::spawn_blocking(move || {
+            let output = std::process::Command::new(weft_tests::weft_binary())
+                .args(&args)
+                .current_dir(weft_tests::repo_root())
+                .env("WEFT_API_URL", url)
+                // The sample file names tenant acme; this test's objects are the default tenant's.
+                .env("WEFT_TENANT", "default")
+                .output()
+                .unwrap();
+            assert!(
+                output.status.success(),
+                "{args:?}: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+            serde_json::from_slice::<Value>(&output.stdout).unwrap()
+        })
+    };
+    let sent = cli(vec![
+        "events".into(),
+        "send".into(),
+        "examples/events/stock.updated.json".into(),
+    ])
+    .await
+    .unwrap();
+    assert_eq!(sent["deliveries"], 1, "{sent}");
+    receiver.wait_for(1, WAIT).await;
+    let listed = weft
+        .wait_for_deliveries(sent["id"].as_str().unwrap(), WAIT, |d| {
+            d.first().is_some_and(|d| d["status"] == "succeeded")
+        })
+        .await;
+    let id = listed[0]["id"].as_str().unwrap().to_owned();
+    let shown = cli(vec![
+        "deliveries".into(),
+        "list".into(),
+        "--status".into(),
+        "succeeded".into(),
+    ])
+    .await
+    .unwrap();
+    assert_eq!(shown["deliveries"][0]["id"], id.as_str());
+    let detail = cli(vec!["deliveries".into(), "show".into(), id.clone()])
+        .await
+        .unwrap();
+    assert_eq!(detail["attempts"][0]["response_status"], 200);
+    let replayed = cli(vec!["deliveries".into(), "replay".into(), id])
+        .await
+        .unwrap();
+    assert_eq!(replayed["delivery"]["status"], "pending");
+    receiver.wait_for(2, WAIT).await;
+    weft.stop().await;
+}
