@@ -7,6 +7,7 @@ use crate::model::{TenantId, now_millis};
 use crate::store::StoredPlugin;
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::StatusCode;
+use axum::middleware;
 use axum::routing::get;
 use axum::{Json, Router};
 use bytes::Bytes;
@@ -102,7 +103,11 @@ pub fn routes() -> Router<AppState> {
             "/v1/plugins",
             get(list)
                 .post(upload)
-                .layer(DefaultBodyLimit::max(MAX_PLUGIN_BYTES)),
+                .layer(DefaultBodyLimit::max(MAX_PLUGIN_BYTES))
+                .layer(middleware::from_fn_with_state(
+                    MAX_PLUGIN_BYTES,
+                    super::body_limit::refuse_declared_oversize,
+                )),
         )
         .route("/v1/plugins/{name}", get(versions))
 }
