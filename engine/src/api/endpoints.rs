@@ -159,9 +159,7 @@ fn checked(
 ) -> Result<Endpoint, ApiError> {
     let invalid =
         |field: &str, detail: String| ApiError::unprocessable("invalid_field", detail).at(field);
-    if input.name.trim().is_empty() {
-        return Err(invalid("name", "name must not be empty".into()));
-    }
+    super::text::check_name("name", &input.name)?;
     check_url(&input.url).map_err(|detail| invalid("url", detail))?;
     let method = input.method.to_ascii_uppercase();
     if !["POST", "PUT", "PATCH", "GET", "DELETE"].contains(&method.as_str()) {

@@ -125,6 +125,7 @@ impl From<crate::store::StoreError> for ApiError {
         match error {
             StoreError::NotFound { kind, id } => Self::not_found(kind, &id),
             StoreError::Conflict(detail) => Self::conflict(detail),
+            StoreError::Invalid(detail) => Self::bad_request("invalid_input", detail),
             other => Self::internal(other.to_string()),
         }
     }

@@ -55,8 +55,7 @@ async fn show(
         })));
     }
     let custom = state
-        .store
-        .get_event_type(&tenant, &name)
+        .custom_event_type(&tenant, &name)
         .await?
         .ok_or_else(|| ApiError::not_found("event type", &name))?;
     Ok(Json(

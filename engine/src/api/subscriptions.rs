@@ -209,11 +209,7 @@ impl AppState {
         created_at: i64,
         updated_at: i64,
     ) -> Result<Subscription, ApiError> {
-        if input.name.trim().is_empty() {
-            return Err(
-                ApiError::unprocessable("invalid_field", "name must not be empty").at("name"),
-            );
-        }
+        super::text::check_name("name", &input.name)?;
         let endpoint_id = crate::model::EndpointId::parse(&input.endpoint_id)
             .map_err(|e| ApiError::unprocessable("invalid_id", e.to_string()).at("endpoint_id"))?;
         if input.event_types.is_empty() {

@@ -32,6 +32,21 @@ impl StoreError {
     /// Wraps a database error with what was being done: `database("claiming deliveries")`.
     pub(super) fn database(doing: impl Into<String>) -> impl FnOnce(sqlx::Error) -> Self {
         let doing = doing.into();
-        move |error| Self::Database(format!("{doing}: {error}"))
+        move |error| {
+            if is_unstorable_text(&error) {
+                Self::Invalid(format!(
+                    "{doing}: a text value contains the NUL character (U+0000), which cannot be stored"
+                ))
+            } else {
+                Self::Database(format!("{doing}: {error}"))
+            }
+        }
     }
+}
+
+/// PostgreSQL refuses NUL in text (SQLSTATE 22021); the API checks the texts it
+/// knows of, and this turns any it missed into a 400 instead of a 500.
+fn is_unstorable_text(error: &sqlx::Error) -> bool {
+    const CHARACTER_NOT_IN_REPERTOIRE: &str = "22021";
+    matches!(error, sqlx::Error::Database(db) if db.code().as_deref() == Some(CHARACTER_NOT_IN_REPERTOIRE))
 }
