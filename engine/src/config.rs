@@ -38,6 +38,8 @@ pub struct Webhook {
     #[serde(default)]
     pub plugins: Vec<Value>,
     pub ordering_key: Option<String>,
+    /// Opt-in batching: `{ max_events: 100, max_wait_ms: 2000 }`.
+    pub batching: Option<BatchingSpec>,
     #[serde(default = "enabled")]
     pub enabled: bool,
 }
@@ -48,6 +50,15 @@ fn default_method() -> String {
 
 fn enabled() -> bool {
     true
+}
+
+/// Up to `max_events` events, or whatever arrived within `max_wait_ms`, go
+/// out as one request whose body is a JSON array.
+#[derive(Debug, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchingSpec {
+    pub max_events: u32,
+    pub max_wait_ms: u32,
 }
 
 /// How Weft authenticates to the receiver.
@@ -192,6 +203,7 @@ impl Webhook {
             "template": self.payload_format,
             "plugins": self.plugins,
             "ordering_key": self.ordering_key,
+            "batching": self.batching,
             "enabled": self.enabled,
         })
     }
@@ -286,8 +298,20 @@ mod tests {
             "(order.total > 100) && (order.status != \"draft\")"
         );
         assert_eq!(subscription["template"]["order_id"], "{{ order.id }}");
+        assert_eq!(subscription["batching"], Value::Null);
         let crm = file.webhooks[1].endpoint_body();
         assert_eq!(crm["headers"]["authorization"], "Bearer <CRM_OAUTH_TOKEN>");
+    }
+
+    #[test]
+    fn batching_passes_through_to_the_subscription() {
+        let text = "webhooks:\n  - name: digest\n    endpoint_url: https://example.com/\n    \
+                    event_triggers: [stock.updated]\n    batching: { max_events: 100, max_wait_ms: 2000 }\n";
+        let file = WebhooksFile::parse(text, env).unwrap();
+        assert_eq!(
+            file.webhooks[0].subscription_body("ep_x")["batching"],
+            json!({ "max_events": 100, "max_wait_ms": 2000 })
+        );
     }
 
     #[test]
@@ -304,6 +328,10 @@ mod tests {
             (
                 "webhooks:\n  - name: a\n    endpoint: x\n",
                 "unknown field `endpoint`",
+            ),
+            (
+                "webhooks:\n  - name: a\n    endpoint_url: x\n    event_triggers: [a.b]\n    batching: { max_events: 10, wait: 5 }\n",
+                "unknown field `wait`",
             ),
         ];
         for (text, fragment) in cases {
