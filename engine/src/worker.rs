@@ -85,6 +85,10 @@ struct Batch {
     members: Vec<Delivery>,
 }
 
+/// A round's events by tenant and id, or why they could not be read (every
+/// delivery of the round is then retried later).
+type RoundEvents = Result<HashMap<TenantId, HashMap<EventId, Event>>, String>;
+
 /// The batches one round claimed, and when the earliest batch still waiting
 /// will be ready (so an idle worker wakes for it, not a poll later).
 #[derive(Default)]
@@ -152,9 +156,10 @@ impl Worker {
                 continue;
             }
             let mut in_flight = JoinSet::new();
+            let events = Arc::new(self.events_of(&claimed).await);
             for delivery in claimed {
-                let worker = Arc::clone(&self);
-                in_flight.spawn(async move { vec![worker.process(delivery).await] });
+                let (worker, events) = (Arc::clone(&self), Arc::clone(&events));
+                in_flight.spawn(async move { vec![worker.process(delivery, &events).await] });
             }
             for batch in batches.claimed {
                 let worker = Arc::clone(&self);
@@ -272,26 +277,55 @@ impl Worker {
         })
     }
 
-    async fn process(&self, delivery: Delivery) -> DeliveryUpdate {
-        let step = self.attempt(&delivery).await;
+    /// The events of a round's deliveries, read a few statements per tenant
+    /// rather than one per delivery.
+    async fn events_of(&self, deliveries: &[Delivery]) -> RoundEvents {
+        let mut wanted: HashMap<&TenantId, Vec<&EventId>> = HashMap::new();
+        for delivery in deliveries {
+            wanted
+                .entry(&delivery.tenant)
+                .or_default()
+                .push(&delivery.event_id);
+        }
+        let mut events = HashMap::with_capacity(wanted.len());
+        for (tenant, mut ids) in wanted {
+            ids.sort_unstable();
+            ids.dedup();
+            let found = self
+                .store
+                .get_events(tenant, &ids)
+                .await
+                .map_err(|error| error.to_string())?;
+            let by_id = found
+                .into_iter()
+                .map(|event| (event.id.clone(), event))
+                .collect();
+            events.insert(tenant.clone(), by_id);
+        }
+        Ok(events)
+    }
+
+    async fn process(&self, delivery: Delivery, events: &RoundEvents) -> DeliveryUpdate {
+        let step = self.attempt(&delivery, events).await;
         step.settle(delivery.attempts + 1).update(&delivery, None)
     }
 
-    async fn attempt(&self, delivery: &Delivery) -> Step {
+    async fn attempt(&self, delivery: &Delivery, events: &RoundEvents) -> Step {
         let target = match self.target(delivery).await {
             Ok(target) => target,
             Err(step) => return step,
         };
-        let event = match self
-            .store
-            .get_event(&delivery.tenant, &delivery.event_id)
-            .await
-        {
-            Ok(Some(event)) => event,
-            Ok(None) => return event_gone(&delivery.event_id),
-            Err(error) => return Step::retry_later(error.to_string()),
+        let event = match events {
+            Ok(events) => match events
+                .get(&delivery.tenant)
+                .and_then(|of_tenant| of_tenant.get(&delivery.event_id))
+            {
+                Some(event) => event,
+                None => return event_gone(&delivery.event_id),
+            },
+            Err(error) => return Step::retry_later(error.clone()),
         };
-        match requests_of(target.chain.run(&self.runtime, &event).await) {
+        match requests_of(target.chain.run(&self.runtime, event).await) {
             Ok(requests) => self.send_all(&target.endpoint, delivery, requests).await,
             Err(step) => step,
         }
@@ -362,9 +396,10 @@ impl Worker {
     /// Processes each delivery as if it had never been batched.
     async fn process_alone(self: Arc<Self>, deliveries: Vec<Delivery>) -> Vec<DeliveryUpdate> {
         let mut in_flight = JoinSet::new();
+        let events = Arc::new(self.events_of(&deliveries).await);
         for delivery in deliveries {
-            let worker = Arc::clone(&self);
-            in_flight.spawn(async move { worker.process(delivery).await });
+            let (worker, events) = (Arc::clone(&self), Arc::clone(&events));
+            in_flight.spawn(async move { worker.process(delivery, &events).await });
         }
         in_flight.join_all().await
     }

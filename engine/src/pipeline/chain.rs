@@ -152,25 +152,25 @@ impl SubscriptionChain {
         &self,
         runtime: &PluginRuntime,
         event: &Event,
-        mut steps: Option<&mut Vec<Value>>,
+        steps: Option<&mut Vec<Value>>,
     ) -> ChainOutcome {
-        let mut record = |step: Value| {
-            if let Some(steps) = steps.as_deref_mut() {
-                steps.push(step);
-            }
-        };
+        // Step reports are built only for a preview: delivery does not pay for them.
+        let mut steps = StepLog(steps);
+        let mut record = |step: &dyn Fn() -> Value| steps.record(step);
         if let Some((expression, filter)) = &self.filter {
             match filter.evaluate(event) {
-                Ok(true) => {
-                    record(json!({ "step": "filter", "expression": expression, "result": true }))
-                }
+                Ok(true) => record(
+                    &|| json!({ "step": "filter", "expression": expression, "result": true }),
+                ),
                 Ok(false) => {
-                    record(json!({ "step": "filter", "expression": expression, "result": false }));
+                    record(
+                        &|| json!({ "step": "filter", "expression": expression, "result": false }),
+                    );
                     return ChainOutcome::Dropped(format!("filter `{expression}` is false"));
                 }
                 Err(error) => {
                     record(
-                        json!({ "step": "filter", "expression": expression, "error": error.to_string() }),
+                        &|| json!({ "step": "filter", "expression": expression, "error": error.to_string() }),
                     );
                     return ChainOutcome::Dropped(format!(
                         "filter `{expression}` could not be evaluated: {error}"
@@ -182,7 +182,11 @@ impl SubscriptionChain {
             .plugins
             .iter()
             .partition(|(_, p)| p.plugin().world() == World::Filter);
-        let data = serde_json::to_vec(&event.payload).unwrap_or_default();
+        let data = if filters.is_empty() {
+            Vec::new()
+        } else {
+            serde_json::to_vec(&event.payload).unwrap_or_default()
+        };
         for (label, plugin) in filters {
             let invocation = runtime
                 .invoke(plugin, plugin_event(event, data.clone()))
@@ -190,7 +194,7 @@ impl SubscriptionChain {
             match invocation.outcome {
                 Ok(Output::Filter(keep)) => {
                     record(
-                        json!({ "step": "plugin", "plugin": label, "keep": keep, "ms": invocation.elapsed.as_secs_f64() * 1e3 }),
+                        &|| json!({ "step": "plugin", "plugin": label, "keep": keep, "ms": invocation.elapsed.as_secs_f64() * 1e3 }),
                     );
                     if !keep {
                         return ChainOutcome::Dropped(format!(
@@ -202,23 +206,22 @@ impl SubscriptionChain {
                 Err(error) => return failed(&mut record, label, &error),
             }
         }
-        let payload = match &self.template {
+        let body = match &self.template {
             Some(template) => match template.render(event) {
                 Ok(rendered) => {
-                    record(json!({ "step": "template", "output": rendered }));
-                    rendered
+                    record(&|| json!({ "step": "template", "output": rendered }));
+                    serde_json::to_vec(&rendered).unwrap_or_default()
                 }
                 Err(error) => {
-                    record(json!({ "step": "template", "error": error.to_string() }));
+                    record(&|| json!({ "step": "template", "error": error.to_string() }));
                     return ChainOutcome::Failed {
                         disposition: Disposition::DeadLetter,
                         reason: format!("template: {error}"),
                     };
                 }
             },
-            None => event.payload.clone(),
+            None => serde_json::to_vec(&event.payload).unwrap_or_default(),
         };
-        let body = serde_json::to_vec(&payload).unwrap_or_default();
         let mut requests = vec![runtime::Request {
             method: None,
             url: None,
@@ -233,10 +236,12 @@ impl SubscriptionChain {
                     .await;
                 match invocation.outcome {
                     Ok(Output::Requests(output)) => {
-                        record(json!({
-                            "step": "plugin", "plugin": label, "ms": invocation.elapsed.as_secs_f64() * 1e3,
-                            "requests": output.iter().map(request_json).collect::<Vec<_>>()
-                        }));
+                        record(&|| {
+                            json!({
+                                "step": "plugin", "plugin": label, "ms": invocation.elapsed.as_secs_f64() * 1e3,
+                                "requests": output.iter().map(request_json).collect::<Vec<_>>()
+                            })
+                        });
                         produced.extend(output);
                     }
                     Ok(Output::Filter(_)) => unreachable!("transforms return requests"),
@@ -252,8 +257,23 @@ impl SubscriptionChain {
     }
 }
 
-fn failed(record: &mut impl FnMut(Value), label: &str, error: &InvokeError) -> ChainOutcome {
-    record(json!({ "step": "plugin", "plugin": label, "error": error.to_string() }));
+/// Where a preview collects its step reports; a delivery has none.
+struct StepLog<'a>(Option<&'a mut Vec<Value>>);
+
+impl StepLog<'_> {
+    fn record(&mut self, step: &dyn Fn() -> Value) {
+        if let Some(steps) = self.0.as_deref_mut() {
+            steps.push(step());
+        }
+    }
+}
+
+fn failed(
+    record: &mut impl FnMut(&dyn Fn() -> Value),
+    label: &str,
+    error: &InvokeError,
+) -> ChainOutcome {
+    record(&|| json!({ "step": "plugin", "plugin": label, "error": error.to_string() }));
     ChainOutcome::Failed {
         disposition: error.disposition(),
         reason: format!("plugin {label} {error}"),
