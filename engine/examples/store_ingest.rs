@@ -56,10 +56,13 @@ async fn main() {
                     let payload = payload.clone();
                     tokio::spawn(async move {
                         for _ in 0..batches_per_producer {
-                            let batch = (0..batch_size)
+                            let batch: Vec<_> = (0..batch_size)
                                 .map(|_| new_event(&tenant, &subscriptions, &payload))
                                 .collect();
-                            store.insert_events(batch).await.expect("capturing a batch");
+                            store
+                                .insert_events(&batch)
+                                .await
+                                .expect("capturing a batch");
                         }
                     })
                 })

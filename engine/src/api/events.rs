@@ -6,6 +6,7 @@
 
 use super::error::parse_json;
 use super::tenant::Tenant;
+use super::text::check_idempotency_key;
 use super::{ApiError, AppState};
 use crate::model::{Event, EventId, TenantId, now_millis};
 use crate::store::{IngestOutcome, NewEvent};
@@ -21,7 +22,6 @@ use std::collections::BTreeMap;
 /// Events in one batch request, at most.
 pub const MAX_BATCH_EVENTS: usize = 1000;
 const IDEMPOTENCY_HEADER: &str = "idempotency-key";
-const MAX_IDEMPOTENCY_KEY_BYTES: usize = 255;
 
 /// An event as a publisher sends it.
 #[derive(Debug, Deserialize)]
@@ -115,17 +115,9 @@ fn idempotency_header(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     let Some(value) = headers.get(IDEMPOTENCY_HEADER) else {
         return Ok(None);
     };
-    let key = value
-        .to_str()
-        .ok()
-        .filter(|k| !k.is_empty() && k.len() <= MAX_IDEMPOTENCY_KEY_BYTES)
-        .ok_or_else(|| {
-            ApiError::bad_request(
-                "invalid_idempotency_key",
-                "Idempotency-Key must be 1 to 255 visible characters",
-            )
-            .at(IDEMPOTENCY_HEADER)
-        })?;
+    // Header values are visible ASCII or arbitrary bytes; only the former is a key.
+    let key = value.to_str().unwrap_or("\0");
+    check_idempotency_key(IDEMPOTENCY_HEADER, key)?;
     Ok(Some(key.to_owned()))
 }
 
@@ -144,14 +136,8 @@ impl AppState {
             })?,
             None => EventId::generate(),
         };
-        if let Some(key) = &published.idempotency_key
-            && (key.is_empty() || key.len() > MAX_IDEMPOTENCY_KEY_BYTES)
-        {
-            return Err(ApiError::bad_request(
-                "invalid_idempotency_key",
-                "idempotency keys are 1 to 255 characters",
-            )
-            .at(format!("{field}idempotency_key")));
+        if let Some(key) = &published.idempotency_key {
+            check_idempotency_key(&format!("{field}idempotency_key"), key)?;
         }
         self.validate_payload(tenant, &published.event_type, &published.data)
             .await
@@ -190,7 +176,7 @@ impl AppState {
                 Err(crate::pipeline::PayloadError::Invalid { violations, .. }) => Some(violations),
                 Err(other) => return Err(ApiError::internal(other.to_string())),
             }
-        } else if let Some(custom) = self.store.get_event_type(tenant, event_type).await? {
+        } else if let Some(custom) = self.custom_event_type(tenant, event_type).await? {
             let schema = crate::schema::JsonSchema::compile(&custom.schema)
                 .map_err(|e| ApiError::internal(format!("stored schema of {event_type}: {e}")))?;
             schema.validate(payload).err()
@@ -212,6 +198,18 @@ impl AppState {
         }
     }
 
+    /// The tenant's own type of that name; a name no type can have is not looked up.
+    pub(super) async fn custom_event_type(
+        &self,
+        tenant: &TenantId,
+        event_type: &str,
+    ) -> Result<Option<crate::store::EventTypeRecord>, ApiError> {
+        if crate::pipeline::validate_event_type(event_type).is_err() {
+            return Ok(None);
+        }
+        Ok(self.store.get_event_type(tenant, event_type).await?)
+    }
+
     /// Matches the events to the tenant's subscriptions and writes events and
     /// deliveries in one transaction. Returns each event's outcome and how many
     /// deliveries it got.
@@ -229,7 +227,7 @@ impl AppState {
             })
             .collect();
         let counts: Vec<usize> = batch.iter().map(|e| e.deliveries.len()).collect();
-        let outcomes = self.store.insert_events(batch).await?;
+        let outcomes = self.capture.insert_events(batch).await?;
         if counts.iter().any(|&n| n > 0) {
             self.wake.notify_waiters();
         }

@@ -4,6 +4,7 @@
 //! Every route is tenant-scoped through the [`tenant::Tenant`] extractor; every
 //! error is an [`ApiError`] problem document naming the field at fault.
 
+mod body_limit;
 mod deliveries;
 mod endpoints;
 mod error;
@@ -13,15 +14,16 @@ mod openapi;
 mod plugins;
 mod subscriptions;
 mod tenant;
+mod text;
 
 pub use error::ApiError;
 pub use plugins::stored_plugin;
 
 use crate::pipeline::Catalog;
 use crate::runtime::PluginRuntime;
-use crate::store::Store;
-use axum::Router;
+use crate::store::{GroupCommit, Store};
 use axum::extract::DefaultBodyLimit;
+use axum::{Router, middleware};
 use std::sync::Arc;
 use tokio::sync::Notify;
 
@@ -38,11 +40,15 @@ pub struct AppState {
     /// Woken after an ingest so workers pick new deliveries up at once.
     pub wake: Arc<Notify>,
     subscriptions: subscriptions::MatchCache,
+    /// Concurrent publishes share transactions.
+    capture: GroupCommit,
 }
 
 impl AppState {
+    /// Must be called within a tokio runtime: it starts the capture tasks.
     pub fn new(store: Store, plugins: Arc<PluginRuntime>, wake: Arc<Notify>) -> Self {
         Self {
+            capture: GroupCommit::start(store.clone()),
             store,
             plugins,
             catalog: Catalog::builtin(),
@@ -62,7 +68,11 @@ pub fn router(state: AppState) -> Router {
         .merge(subscriptions::routes())
         .merge(deliveries::routes())
         .merge(event_types::routes())
-        .merge(plugins::routes())
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(middleware::from_fn_with_state(
+            MAX_BODY_BYTES,
+            body_limit::refuse_declared_oversize,
+        ))
+        .merge(plugins::routes())
         .with_state(state)
 }

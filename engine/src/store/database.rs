@@ -107,6 +107,15 @@ impl Backend {
         }
     }
 
+    /// How many writing transactions can make progress at once.
+    pub(super) fn concurrent_writers(&self) -> usize {
+        match self {
+            Self::Sqlite { .. } => SQLITE_WRITERS as usize,
+            // Leave connections for the workers and the readers.
+            Self::Postgres(_) => (POSTGRES_CONNECTIONS / 2) as usize,
+        }
+    }
+
     /// Starts a read-write transaction. On SQLite it takes the write lock at
     /// once, so a transaction that reads before it writes cannot fail halfway
     /// because another process wrote in between.
@@ -164,9 +173,10 @@ async fn connect_sqlite(url: &str) -> Result<Backend, StoreError> {
         .map_err(|error| StoreError::Invalid(format!("invalid SQLite URL {url}: {error}")))?
         .create_if_missing(true)
         .journal_mode(SqliteJournalMode::Wal)
-        // With WAL, NORMAL loses no committed transaction on a process crash
-        // (only on a power cut) and saves an fsync per commit.
-        .synchronous(SqliteSynchronous::Normal)
+        // FULL: every commit reaches the disk before it returns, so a 202 holds
+        // through a power cut too. Concurrent publishes share a commit (group
+        // commit), which keeps the fsyncs few.
+        .synchronous(SqliteSynchronous::Full)
         .busy_timeout(SQLITE_BUSY_TIMEOUT)
         .foreign_keys(true);
     let open = |connections: u32| {

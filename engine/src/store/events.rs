@@ -55,13 +55,13 @@ impl Store {
     /// deliveries: its outcome names the event kept. Outcomes follow `batch`'s order.
     pub async fn insert_events(
         &self,
-        batch: Vec<NewEvent>,
+        batch: &[NewEvent],
     ) -> Result<Vec<IngestOutcome>, StoreError> {
         if batch.is_empty() {
             return Ok(Vec::new());
         }
-        check_deliveries_follow_their_event(&batch)?;
-        let occurrences = occurrences_in_batch(&batch);
+        check_deliveries_follow_their_event(batch)?;
+        let occurrences = occurrences_in_batch(batch);
         let firsts: Vec<usize> = (0..batch.len())
             .filter(|&index| matches!(occurrences[index], Occurrence::First))
             .collect();
@@ -71,13 +71,13 @@ impl Store {
             .begin()
             .await
             .map_err(StoreError::database("starting to capture events"))?;
-        let inserted = insert_new_events(&mut tx, &batch, &firsts).await?;
+        let inserted = insert_new_events(&mut tx, batch, &firsts).await?;
         let rejected: Vec<usize> = firsts
             .iter()
             .copied()
             .filter(|&index| !inserted.contains(&index))
             .collect();
-        let kept = find_kept_events(&mut tx, &batch, &rejected).await?;
+        let kept = find_kept_events(&mut tx, batch, &rejected).await?;
         let deliveries: Vec<&Delivery> = firsts
             .iter()
             .filter(|index| inserted.contains(index))

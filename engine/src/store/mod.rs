@@ -24,6 +24,7 @@ mod endpoints;
 mod error;
 mod event_types;
 mod events;
+mod group_commit;
 mod history;
 mod json;
 mod migrations;
@@ -38,6 +39,7 @@ pub use deliveries::DeliveryUpdate;
 pub use error::StoreError;
 pub use event_types::EventTypeRecord;
 pub use events::{IngestOutcome, NewEvent};
+pub use group_commit::GroupCommit;
 pub use history::{DEFAULT_PAGE_SIZE, DeliveryQuery, MAX_PAGE_SIZE};
 pub use plugins::StoredPlugin;
 
@@ -59,10 +61,16 @@ impl fmt::Debug for Store {
 }
 
 impl Store {
+    /// How many writing transactions can make progress at once: one on
+    /// SQLite, a few on PostgreSQL.
+    pub fn concurrent_writers(&self) -> usize {
+        self.backend.concurrent_writers()
+    }
+
     /// Opens the database at `url` and brings its schema up to date.
     ///
     /// - `sqlite:weft.db`, `sqlite://weft.db`, `sqlite:///var/lib/weft.db`: a
-    ///   file, created if missing, in WAL mode (`sqlite::memory:` for a
+    ///   file, created if missing, in WAL mode with `synchronous=FULL` (`sqlite::memory:` for a
     ///   throwaway database);
     /// - `postgres://user:password@host:port/database`; add
     ///   `?options[search_path]=schema` to keep Weft's tables in a schema of their own.

@@ -37,7 +37,7 @@ async fn capture_batched(
             deliveries: vec![delivery],
         });
     }
-    store.insert_events(batch.clone()).await.unwrap();
+    store.insert_events(&batch).await.unwrap();
     batch.into_iter().flat_map(|new| new.deliveries).collect()
 }
 
@@ -90,7 +90,7 @@ async fn batched_deliveries_are_left_to_the_batch_lane() {
         let event = event(&subscription.tenant);
         let alone = delivery(&event, &subscription);
         store
-            .insert_events(vec![NewEvent {
+            .insert_events(&[NewEvent {
                 event,
                 deliveries: vec![alone.clone()],
             }])

@@ -265,7 +265,10 @@ async fn deleting_a_subscription_drops_its_pending_deliveries() {
         let acme = tenant("acme");
         let (_, subscription) = configured(&store, &acme).await;
         let new = new_event(event(&acme), &subscription);
-        store.insert_events(vec![new.clone()]).await.unwrap();
+        store
+            .insert_events(std::slice::from_ref(&new))
+            .await
+            .unwrap();
 
         store
             .delete_subscription(&acme, &subscription.id)

@@ -12,7 +12,7 @@ async fn connecting_twice_applies_the_migrations_once() {
         let (_, subscription) = configured(&first, &acme).await;
         let stored = event(&acme);
         first
-            .insert_events(vec![new_event(stored.clone(), &subscription)])
+            .insert_events(&[new_event(stored.clone(), &subscription)])
             .await
             .unwrap();
 

@@ -13,7 +13,7 @@ async fn a_batch_stores_its_events_and_their_deliveries() {
             .map(|_| new_event(event(&acme), &subscription))
             .collect();
 
-        let outcomes = store.insert_events(batch.clone()).await.unwrap();
+        let outcomes = store.insert_events(&batch).await.unwrap();
 
         let created: Vec<IngestOutcome> = batch
             .iter()
@@ -43,7 +43,7 @@ async fn a_batch_that_fails_writes_nothing() {
         clash.id = bad.deliveries[0].id.clone();
         bad.deliveries.push(clash);
 
-        let result = store.insert_events(vec![good.clone(), bad.clone()]).await;
+        let result = store.insert_events(&[good.clone(), bad.clone()]).await;
 
         assert!(matches!(result, Err(StoreError::Database(_))), "{result:?}");
         assert_eq!(store.get_event(&acme, &good.event.id).await.unwrap(), None);
@@ -63,14 +63,17 @@ async fn an_event_id_seen_before_is_a_duplicate_without_deliveries() {
         let acme = tenant("acme");
         let (_, subscription) = configured(&store, &acme).await;
         let original = new_event(event(&acme), &subscription);
-        store.insert_events(vec![original.clone()]).await.unwrap();
+        store
+            .insert_events(std::slice::from_ref(&original))
+            .await
+            .unwrap();
 
         // A retry with the same id, in a later batch and twice in this one.
         let mut retry = new_event(original.event.clone(), &subscription);
         retry.event.payload = serde_json::json!({ "changed": true });
         let fresh = new_event(event(&acme), &subscription);
         let outcomes = store
-            .insert_events(vec![retry.clone(), fresh.clone(), retry.clone()])
+            .insert_events(&[retry.clone(), fresh.clone(), retry.clone()])
             .await
             .unwrap();
 
@@ -105,13 +108,16 @@ async fn an_idempotency_key_seen_before_is_a_duplicate_of_the_first_event() {
             new_event(event, &subscription)
         };
         let first = keyed("order-1001");
-        store.insert_events(vec![first.clone()]).await.unwrap();
+        store
+            .insert_events(std::slice::from_ref(&first))
+            .await
+            .unwrap();
 
         let again = keyed("order-1001");
         let other = keyed("order-1002");
         let other_again = keyed("order-1002");
         let outcomes = store
-            .insert_events(vec![again.clone(), other.clone(), other_again.clone()])
+            .insert_events(&[again.clone(), other.clone(), other_again.clone()])
             .await
             .unwrap();
 
@@ -153,7 +159,7 @@ async fn a_repeat_that_only_shares_an_id_with_a_repeat_follows_it() {
         third.event.idempotency_key = Some("k2".into());
 
         let outcomes = store
-            .insert_events(vec![first.clone(), second, third])
+            .insert_events(&[first.clone(), second, third])
             .await
             .unwrap();
 
@@ -183,7 +189,7 @@ async fn tenants_do_not_share_events_ids_or_keys() {
         theirs.tenant = globex.clone();
 
         let outcomes = store
-            .insert_events(vec![
+            .insert_events(&[
                 new_event(ours.clone(), &acme_subscription),
                 new_event(theirs.clone(), &globex_subscription),
             ])
@@ -207,7 +213,7 @@ async fn tenants_do_not_share_events_ids_or_keys() {
         );
         let stranger = event(&acme);
         store
-            .insert_events(vec![new_event(stranger.clone(), &acme_subscription)])
+            .insert_events(&[new_event(stranger.clone(), &acme_subscription)])
             .await
             .unwrap();
         assert_eq!(store.get_event(&globex, &stranger.id).await.unwrap(), None);
@@ -223,7 +229,7 @@ async fn a_delivery_filed_under_another_event_is_refused() {
         let mut new = new_event(event(&acme), &subscription);
         new.deliveries[0].event_id = event(&acme).id;
 
-        let result = store.insert_events(vec![new.clone()]).await;
+        let result = store.insert_events(&[new.clone()]).await;
 
         let Err(StoreError::Invalid(message)) = result else {
             panic!("expected Invalid, got {result:?}");

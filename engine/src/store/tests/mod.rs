@@ -7,6 +7,7 @@ mod batches;
 mod config;
 mod connect;
 mod fixtures;
+mod group_commit;
 mod ingest;
 mod plugins;
 mod queue;

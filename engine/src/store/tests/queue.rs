@@ -40,7 +40,7 @@ async fn capture_keyed(
             deliveries: vec![delivery],
         });
     }
-    store.insert_events(batch.clone()).await.unwrap();
+    store.insert_events(&batch).await.unwrap();
     batch.into_iter().flat_map(|new| new.deliveries).collect()
 }
 
@@ -430,7 +430,7 @@ async fn replaying_failures_picks_the_endpoints_failed_deliveries_in_range() {
         let at_end = make(&subscription, NOW + 1_000, DeliveryStatus::Failed);
         let succeeded = make(&subscription, NOW + 1, DeliveryStatus::Succeeded);
         let other_endpoint = make(&elsewhere, NOW + 1, DeliveryStatus::Failed);
-        store.insert_events(batch).await.unwrap();
+        store.insert_events(&batch).await.unwrap();
 
         let later = NOW + 60_000;
         let replayed = store

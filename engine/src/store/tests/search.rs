@@ -27,7 +27,7 @@ async fn history(
             deliveries: vec![delivery],
         });
     }
-    store.insert_events(batch.clone()).await.unwrap();
+    store.insert_events(&batch).await.unwrap();
     batch.into_iter().flat_map(|new| new.deliveries).collect()
 }
 
