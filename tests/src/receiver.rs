@@ -113,6 +113,11 @@ impl Receiver {
             .push((Box::new(matcher), replies));
     }
 
+    /// How many requests arrived so far, without copying them.
+    pub fn count(&self) -> usize {
+        self.shared.received.lock().unwrap().len()
+    }
+
     pub fn received(&self) -> Vec<Received> {
         self.shared.received.lock().unwrap().clone()
     }

@@ -89,6 +89,9 @@ impl TestDatabase {
 pub struct TestWeft {
     pub store: Store,
     api: Api,
+    runtime: Arc<PluginRuntime>,
+    sender: HttpSender,
+    wake: Arc<Notify>,
     stop: watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     database: TestDatabase,
@@ -114,40 +117,58 @@ pub struct Api {
 impl TestWeft {
     /// Starts the API and two workers, with the first-party plugins registered.
     pub async fn start(backend: Backend) -> Self {
+        let mut weft = Self::start_without_workers(backend).await;
+        weft.start_workers(2);
+        weft
+    }
+
+    /// Starts the API alone: events are captured, nothing is delivered until
+    /// [`TestWeft::start_workers`].
+    pub async fn start_without_workers(backend: Backend) -> Self {
         let database = TestDatabase::create(backend).await;
         let store = Store::connect(&database.url).await.unwrap();
         let runtime = Arc::new(PluginRuntime::new(RuntimeConfig::default()).unwrap());
         register_first_party(&store, &runtime).await;
         let wake = Arc::new(Notify::new());
-        let (stop, stopping) = watch::channel(false);
-        let sender = HttpSender::new().unwrap();
-        let mut tasks = Vec::new();
+        let (stop, _) = watch::channel(false);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let app = router(AppState::new(
+            store.clone(),
+            Arc::clone(&runtime),
+            Arc::clone(&wake),
+        ));
+        let server = tokio::spawn(async move {
+            axum::serve(listener, app).await.unwrap();
+        });
+        Self {
+            store,
+            api: Api::new(url),
+            runtime,
+            sender: HttpSender::new().unwrap(),
+            wake,
+            stop,
+            tasks: vec![server],
+            database,
+        }
+    }
+
+    /// Starts `count` delivery workers, as `weft serve --workers` does.
+    pub fn start_workers(&mut self, count: usize) {
         let config = WorkerConfig {
             idle_poll: Duration::from_millis(20),
             ..WorkerConfig::default()
         };
-        for _ in 0..2 {
+        for _ in 0..count {
             let worker = Arc::new(Worker::new(
-                store.clone(),
-                Arc::clone(&runtime),
-                sender.clone(),
-                Arc::clone(&wake),
+                self.store.clone(),
+                Arc::clone(&self.runtime),
+                self.sender.clone(),
+                Arc::clone(&self.wake),
                 config,
             ));
-            tasks.push(tokio::spawn(worker.run(stopping.clone())));
-        }
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        let app = router(AppState::new(store.clone(), runtime, wake));
-        tasks.push(tokio::spawn(async move {
-            axum::serve(listener, app).await.unwrap();
-        }));
-        Self {
-            store,
-            api: Api::new(url),
-            stop,
-            tasks,
-            database,
+            self.tasks
+                .push(tokio::spawn(worker.run(self.stop.subscribe())));
         }
     }
 
@@ -245,6 +266,36 @@ impl Api {
             status,
             serde_json::from_slice(&bytes).unwrap_or(Value::Null),
         ))
+    }
+
+    /// Announces a `content_length`-byte POST the way careful clients announce a
+    /// large upload (`Expect: 100-continue`), sends no body, and returns the status
+    /// and problem document the server answers with at once.
+    pub async fn post_announcing(&self, path: &str, content_length: usize) -> (u16, Value) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let authority = self.url.trim_start_matches("http://");
+        let mut stream = tokio::net::TcpStream::connect(authority).await.unwrap();
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nhost: {authority}\r\ncontent-type: application/json\r\n\
+             content-length: {content_length}\r\nexpect: 100-continue\r\nconnection: close\r\n\r\n"
+        );
+        stream.write_all(head.as_bytes()).await.unwrap();
+        let mut response = Vec::new();
+        tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            stream.read_to_end(&mut response),
+        )
+        .await
+        .expect("the server answers an announced body without waiting for it")
+        .unwrap();
+        let response = String::from_utf8_lossy(&response);
+        let status = response
+            .split(' ')
+            .nth(1)
+            .and_then(|code| code.parse().ok())
+            .unwrap_or_else(|| panic!("not an HTTP response: {response}"));
+        let body = response.split("\r\n\r\n").nth(1).unwrap_or_default();
+        (status, serde_json::from_str(body).unwrap_or(Value::Null))
     }
 
     pub async fn post(&self, path: &str, body: &Value) -> (u16, Value) {

@@ -10,55 +10,56 @@ const WAIT: Duration = Duration::from_secs(10);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plugins_are_validated_at_upload_and_listed() {
-    let weft = TestWeft::start(weft_tests::weft::Backend::Sqlite).await;
-    let (status, info) = weft
-        .call_raw(
-            "POST",
-            "/v1/plugins",
-            weft_tests::guest_bytes("redact-pii"),
-            &[("weft-tenant", "acme")],
-        )
-        .await;
-    assert_eq!(status, 201, "{info}");
-    assert_eq!(info["world"], "transformer");
-    assert_eq!(info["contract"], "weft:plugin@0.1.0");
+    for backend in BACKENDS {
+        let weft = TestWeft::start(backend).await;
+        let (status, info) = weft
+            .call_raw(
+                "POST",
+                "/v1/plugins",
+                weft_tests::guest_bytes("redact-pii"),
+                &[("weft-tenant", "acme")],
+            )
+            .await;
+        assert_eq!(status, 201, "{info}");
+        assert_eq!(info["world"], "transformer");
+        assert_eq!(info["contract"], "weft:plugin@0.1.0");
 
-    let refused = [
-        (b"not wasm at all".to_vec(), "not a WebAssembly component"),
-        (b"\0asm\x01\0\0\0".to_vec(), "core WebAssembly module"),
-        (
-            weft_tests::guest_bytes("wrong-world"),
-            "implements no Weft plugin world",
-        ),
-    ];
-    for (bytes, fragment) in refused {
-        let (status, problem) = weft.call_raw("POST", "/v1/plugins", bytes, &[]).await;
-        assert_eq!(status, 422, "{problem}");
+        let refused = [
+            (b"not wasm at all".to_vec(), "not a WebAssembly component"),
+            (b"\0asm\x01\0\0\0".to_vec(), "core WebAssembly module"),
+            (
+                weft_tests::guest_bytes("wrong-world"),
+                "implements no Weft plugin world",
+            ),
+        ];
+        for (bytes, fragment) in refused {
+            let (status, problem) = weft.call_raw("POST", "/v1/plugins", bytes, &[]).await;
+            assert_eq!(status, 422, "{problem}");
+            assert!(
+                problem["detail"].as_str().unwrap().contains(fragment),
+                "{problem}"
+            );
+        }
+        let (_, listed) = weft
+            .call("GET", "/v1/plugins", None, &[("weft-tenant", "acme")])
+            .await;
+        let names: Vec<&str> = listed["plugins"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["info"]["name"].as_str().unwrap())
+            .collect();
         assert!(
-            problem["detail"].as_str().unwrap().contains(fragment),
-            "{problem}"
+            names.contains(&"slack") && names.contains(&"redact-pii"),
+            "{names:?}"
         );
-    }
-    let (_, listed) = weft
-        .call("GET", "/v1/plugins", None, &[("weft-tenant", "acme")])
-        .await;
-    let names: Vec<&str> = listed["plugins"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["info"]["name"].as_str().unwrap())
-        .collect();
-    assert!(
-        names.contains(&"slack") && names.contains(&"redact-pii"),
-        "{names:?}"
-    );
-    let (status, _) = weft.get("/v1/plugins/no-such-plugin").await;
-    assert_eq!(status, 404);
+        let (status, _) = weft.get("/v1/plugins/no-such-plugin").await;
+        assert_eq!(status, 404);
 
-    // A subscription's plugin config is checked against the plugin's schema.
-    let receiver = Receiver::start().await;
-    let (endpoint, _) = weft.endpoint(&receiver.url, 1).await;
-    let (status, problem) = weft
+        // A subscription's plugin config is checked against the plugin's schema.
+        let receiver = Receiver::start().await;
+        let (endpoint, _) = weft.endpoint(&receiver.url, 1).await;
+        let (status, problem) = weft
         .post(
             "/v1/subscriptions",
             &json!({
@@ -67,13 +68,14 @@ async fn plugins_are_validated_at_upload_and_listed() {
             }),
         )
         .await;
-    assert_eq!(status, 422, "{problem}");
-    assert_eq!(problem["field"], "plugins[0].config");
-    assert!(
-        problem["detail"].as_str().unwrap().contains("/threshold"),
-        "{problem}"
-    );
-    weft.stop().await;
+        assert_eq!(status, 422, "{problem}");
+        assert_eq!(problem["field"], "plugins[0].config");
+        assert!(
+            problem["detail"].as_str().unwrap().contains("/threshold"),
+            "{problem}"
+        );
+        weft.stop().await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -229,48 +231,50 @@ async fn the_history_filters_redacts_and_replays_an_endpoints_failures() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tenants_never_see_each_others_objects() {
-    let weft = TestWeft::start(weft_tests::weft::Backend::Postgres).await;
-    let receiver = Receiver::start().await;
-    let acme = [("weft-tenant", "acme")];
-    let globex = [("weft-tenant", "globex")];
-    let (_, endpoint) = weft
-        .call(
-            "POST",
-            "/v1/endpoints",
-            Some(&json!({ "name": "acme hook", "url": receiver.url })),
-            &acme,
-        )
-        .await;
-    let endpoint = endpoint["id"].as_str().unwrap().to_owned();
-    let (status, _) = weft
-        .call("GET", &format!("/v1/endpoints/{endpoint}"), None, &globex)
-        .await;
-    assert_eq!(status, 404);
-    let (_, listed) = weft.call("GET", "/v1/endpoints", None, &globex).await;
-    assert_eq!(listed["endpoints"], json!([]));
-    let (status, problem) = weft
-        .call(
-            "POST",
-            "/v1/subscriptions",
-            Some(&json!({ "name": "steal", "endpoint_id": endpoint, "event_types": ["*"] })),
-            &globex,
-        )
-        .await;
-    assert_eq!(
-        (status, problem["field"].clone()),
-        (422, json!("endpoint_id"))
-    );
-    let (status, problem) = weft
-        .call(
-            "GET",
-            "/v1/endpoints",
-            None,
-            &[("weft-tenant", "Not A Tenant")],
-        )
-        .await;
-    assert_eq!(
-        (status, problem["field"].clone()),
-        (400, Value::String("weft-tenant".into()))
-    );
-    weft.stop().await;
+    for backend in BACKENDS {
+        let weft = TestWeft::start(backend).await;
+        let receiver = Receiver::start().await;
+        let acme = [("weft-tenant", "acme")];
+        let globex = [("weft-tenant", "globex")];
+        let (_, endpoint) = weft
+            .call(
+                "POST",
+                "/v1/endpoints",
+                Some(&json!({ "name": "acme hook", "url": receiver.url })),
+                &acme,
+            )
+            .await;
+        let endpoint = endpoint["id"].as_str().unwrap().to_owned();
+        let (status, _) = weft
+            .call("GET", &format!("/v1/endpoints/{endpoint}"), None, &globex)
+            .await;
+        assert_eq!(status, 404);
+        let (_, listed) = weft.call("GET", "/v1/endpoints", None, &globex).await;
+        assert_eq!(listed["endpoints"], json!([]));
+        let (status, problem) = weft
+            .call(
+                "POST",
+                "/v1/subscriptions",
+                Some(&json!({ "name": "steal", "endpoint_id": endpoint, "event_types": ["*"] })),
+                &globex,
+            )
+            .await;
+        assert_eq!(
+            (status, problem["field"].clone()),
+            (422, json!("endpoint_id"))
+        );
+        let (status, problem) = weft
+            .call(
+                "GET",
+                "/v1/endpoints",
+                None,
+                &[("weft-tenant", "Not A Tenant")],
+            )
+            .await;
+        assert_eq!(
+            (status, problem["field"].clone()),
+            (400, Value::String("weft-tenant".into()))
+        );
+        weft.stop().await;
+    }
 }

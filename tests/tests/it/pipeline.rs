@@ -355,6 +355,22 @@ async fn bad_input_gets_a_problem_naming_the_field_and_nothing_is_written() {
                 "invalid_field",
                 None,
             ),
+            // PostgreSQL cannot store NUL in text: both backends refuse it up front.
+            (
+                serde_json::to_vec(
+                    &json!({ "type": "stock.updated", "data": {}, "idempotency_key": "k\u{0}" }),
+                )
+                .unwrap(),
+                400,
+                "invalid_idempotency_key",
+                Some("idempotency_key"),
+            ),
+            (
+                serde_json::to_vec(&json!({ "type": "stock\u{0}.updated", "data": {} })).unwrap(),
+                422,
+                "unknown_event_type",
+                Some("type"),
+            ),
         ];
         for (body, status, code, field) in cases {
             let (got, problem) = weft.call_raw("POST", "/v1/events", body, &[]).await;
@@ -364,9 +380,9 @@ async fn bad_input_gets_a_problem_naming_the_field_and_nothing_is_written() {
                 assert_eq!(problem["field"], field, "{problem}");
             }
         }
-        let oversized = json!({ "type": "stock.updated", "data": { "stock": { "sku": "x".repeat(11 << 20) } } });
-        let (status, _) = weft.post("/v1/events", &oversized).await;
-        assert_eq!(status, 413);
+        let (status, problem) = weft.post_announcing("/v1/events", 11 << 20).await;
+        assert_eq!(status, 413, "{problem}");
+        assert_eq!(problem["type"], "payload_too_large", "{problem}");
 
         // One bad event in a batch: the batch is refused whole.
         let good = weft_tests::sample_event_json("stock.updated");
@@ -379,6 +395,17 @@ async fn bad_input_gets_a_problem_naming_the_field_and_nothing_is_written() {
         assert_eq!(problem["field"], "events[1].data");
         let (_, deliveries) = weft.get("/v1/deliveries").await;
         assert_eq!(deliveries["deliveries"], json!([]));
+
+        let (status, problem) = weft
+            .post(
+                "/v1/endpoints",
+                &json!({ "name": "bad\u{0}name", "url": "http://127.0.0.1:9/" }),
+            )
+            .await;
+        assert_eq!(status, 422, "{problem}");
+        assert_eq!(problem["field"], "name", "{problem}");
+        let (status, _) = weft.get("/v1/event-types/stock%00.updated").await;
+        assert_eq!(status, 404);
 
         let (status, problem) = weft
             .post("/v1/subscriptions", &json!({ "name": "x", "endpoint_id": "ep_missing", "event_types": ["*"], "filter": "order.total >" }))
@@ -428,58 +455,60 @@ async fn preview_shows_each_step_and_delivers_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_product_sheet_examples_apply_and_deliver() {
-    let weft = TestWeft::start(weft_tests::weft::Backend::Sqlite).await;
-    let (shop, crm) = (Receiver::start().await, Receiver::start().await);
-    let env = [
-        ("WEFT_API_URL", weft.url.clone()),
-        ("ECOMMERCE_WEBHOOK_URL", shop.url.clone()),
-        ("ECOMMERCE_API_KEY", "ek_test_123".to_owned()),
-        ("CRM_WEBHOOK_URL", crm.url.clone()),
-        ("CRM_OAUTH_TOKEN", "crm-token-456".to_owned()),
-    ];
-    // The CLI blocks while it talks to the server in this process: run it aside.
-    let apply = || {
-        let env = env.clone();
-        tokio::task::spawn_blocking(move || {
-            let output = std::process::Command::new(weft_tests::weft_binary())
-                .args(["apply", "-f", "examples/subscriptions.yaml"])
-                .current_dir(weft_tests::repo_root())
-                .envs(env)
-                .output()
-                .unwrap();
-            assert!(
-                output.status.success(),
-                "{}",
-                String::from_utf8_lossy(&output.stderr)
-            );
-            String::from_utf8_lossy(&output.stdout).into_owned()
-        })
-    };
-    let printed = apply().await.unwrap();
-    assert!(
-        printed.contains("applied \"E-Commerce Order Integration\""),
-        "{printed}"
-    );
-    apply().await.unwrap(); // a second apply updates in place
-    let (_, endpoints) = weft.get("/v1/endpoints").await;
-    assert_eq!(endpoints["endpoints"].as_array().unwrap().len(), 2);
+    for backend in BACKENDS {
+        let weft = TestWeft::start(backend).await;
+        let (shop, crm) = (Receiver::start().await, Receiver::start().await);
+        let env = [
+            ("WEFT_API_URL", weft.url.clone()),
+            ("ECOMMERCE_WEBHOOK_URL", shop.url.clone()),
+            ("ECOMMERCE_API_KEY", "ek_test_123".to_owned()),
+            ("CRM_WEBHOOK_URL", crm.url.clone()),
+            ("CRM_OAUTH_TOKEN", "crm-token-456".to_owned()),
+        ];
+        // The CLI blocks while it talks to the server in this process: run it aside.
+        let apply = || {
+            let env = env.clone();
+            tokio::task::spawn_blocking(move || {
+                let output = std::process::Command::new(weft_tests::weft_binary())
+                    .args(["apply", "-f", "examples/subscriptions.yaml"])
+                    .current_dir(weft_tests::repo_root())
+                    .envs(env)
+                    .output()
+                    .unwrap();
+                assert!(
+                    output.status.success(),
+                    "{}",
+                    String::from_utf8_lossy(&output.stderr)
+                );
+                String::from_utf8_lossy(&output.stdout).into_owned()
+            })
+        };
+        let printed = apply().await.unwrap();
+        assert!(
+            printed.contains("applied \"E-Commerce Order Integration\""),
+            "{printed}"
+        );
+        apply().await.unwrap(); // a second apply updates in place
+        let (_, endpoints) = weft.get("/v1/endpoints").await;
+        assert_eq!(endpoints["endpoints"].as_array().unwrap().len(), 2);
 
-    weft.publish_sample("sales_order.created", |_| {}).await;
-    weft.publish_sample("customer.created", |_| {}).await;
-    let order = &shop.wait_for(1, WAIT).await[0];
-    assert_eq!(order.header("x-api-key"), Some("ek_test_123"));
-    let sample = weft_tests::sample_event_json("sales_order.created");
-    assert_eq!(order.json()["order_id"], sample["data"]["order"]["id"]);
-    let customer = &crm.wait_for(1, WAIT).await[0];
-    assert_eq!(
-        customer.header("authorization"),
-        Some("Bearer crm-token-456")
-    );
-    assert_eq!(
-        customer.json()["email"],
-        weft_tests::sample_event_json("customer.created")["data"]["customer"]["email"]
-    );
-    weft.stop().await;
+        weft.publish_sample("sales_order.created", |_| {}).await;
+        weft.publish_sample("customer.created", |_| {}).await;
+        let order = &shop.wait_for(1, WAIT).await[0];
+        assert_eq!(order.header("x-api-key"), Some("ek_test_123"));
+        let sample = weft_tests::sample_event_json("sales_order.created");
+        assert_eq!(order.json()["order_id"], sample["data"]["order"]["id"]);
+        let customer = &crm.wait_for(1, WAIT).await[0];
+        assert_eq!(
+            customer.header("authorization"),
+            Some("Bearer crm-token-456")
+        );
+        assert_eq!(
+            customer.json()["email"],
+            weft_tests::sample_event_json("customer.created")["data"]["customer"]["email"]
+        );
+        weft.stop().await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
