@@ -63,6 +63,10 @@ impl Default for WorkerConfig {
     }
 }
 
+/// Delivery outcomes recorded per transaction (a batch's members may take it
+/// a little over).
+const FINISHED_PER_TRANSACTION: usize = 64;
+
 pub struct Worker {
     store: Store,
     runtime: Arc<PluginRuntime>,
@@ -165,12 +169,26 @@ impl Worker {
                 let worker = Arc::clone(&self);
                 in_flight.spawn(async move { worker.process_batch(batch).await });
             }
-            let updates: Vec<DeliveryUpdate> =
-                in_flight.join_all().await.into_iter().flatten().collect();
-            if let Err(error) = self.store.finish_deliveries(updates).await {
-                // The leases expire and the deliveries are retried: at-least-once.
-                tracing::error!(%error, "cannot record delivery results");
+            // A few short transactions rather than one long one: on SQLite a
+            // publish waits for the writer while a worker holds it. A batch's
+            // members always share a transaction, so they settle as one.
+            let mut updates = Vec::new();
+            for settled in in_flight.join_all().await {
+                updates.extend(settled);
+                if updates.len() >= FINISHED_PER_TRANSACTION {
+                    self.finish(std::mem::take(&mut updates)).await;
+                }
             }
+            if !updates.is_empty() {
+                self.finish(updates).await;
+            }
+        }
+    }
+
+    async fn finish(&self, updates: Vec<DeliveryUpdate>) {
+        if let Err(error) = self.store.finish_deliveries(updates).await {
+            // The leases expire and the deliveries are retried: at-least-once.
+            tracing::error!(%error, "cannot record delivery results");
         }
     }
 
