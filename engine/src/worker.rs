@@ -89,9 +89,19 @@ struct Batch {
     members: Vec<Delivery>,
 }
 
-/// A round's events by tenant and id, or why they could not be read (every
-/// delivery of the round is then retried later).
-type RoundEvents = Result<HashMap<TenantId, HashMap<EventId, Event>>, String>;
+/// Events by tenant and id, as [`Worker::events_of`] reads them.
+type EventsByTenant = HashMap<TenantId, HashMap<EventId, Event>>;
+
+/// A round's events, or why they could not be read (every delivery of the
+/// round is then retried later).
+type RoundEvents = Result<EventsByTenant, String>;
+
+/// The event `delivery` is for, if it still exists.
+fn event_of<'a>(events: &'a EventsByTenant, delivery: &Delivery) -> Option<&'a Event> {
+    events
+        .get(&delivery.tenant)
+        .and_then(|of_tenant| of_tenant.get(&delivery.event_id))
+}
 
 /// The batches one round claimed, and when the earliest batch still waiting
 /// will be ready (so an idle worker wakes for it, not a poll later).
@@ -295,8 +305,8 @@ impl Worker {
         })
     }
 
-    /// The events of a round's deliveries, read a few statements per tenant
-    /// rather than one per delivery.
+    /// The events of a round's deliveries (or a batch's members), read a few
+    /// statements per tenant rather than one per delivery.
     async fn events_of(&self, deliveries: &[Delivery]) -> RoundEvents {
         let mut wanted: HashMap<&TenantId, Vec<&EventId>> = HashMap::new();
         for delivery in deliveries {
@@ -334,10 +344,7 @@ impl Worker {
             Err(step) => return step,
         };
         let event = match events {
-            Ok(events) => match events
-                .get(&delivery.tenant)
-                .and_then(|of_tenant| of_tenant.get(&delivery.event_id))
-            {
+            Ok(events) => match event_of(events, delivery) {
                 Some(event) => event,
                 None => return event_gone(&delivery.event_id),
             },
@@ -365,16 +372,11 @@ impl Worker {
             // Captured while the subscription batched; it no longer does.
             return self.process_alone(members).await;
         }
-        let events = {
-            let ids: Vec<&EventId> = members.iter().map(|member| &member.event_id).collect();
-            match self.store.get_events(&first.tenant, &ids).await {
-                Ok(events) => events,
-                Err(error) => {
-                    return settle_together(Step::retry_later(error.to_string()), &members, &id);
-                }
-            }
+        let events = match self.events_of(&members).await {
+            Ok(events) => events,
+            Err(error) => return settle_together(Step::retry_later(error), &members, &id),
         };
-        let outcomes = self.run_chains(&target.chain, &members, events).await;
+        let outcomes = self.run_chains(&target.chain, &members, &events).await;
 
         let mut updates = Vec::with_capacity(members.len());
         let mut elements = Vec::with_capacity(members.len());
@@ -428,16 +430,12 @@ impl Worker {
         &self,
         chain: &Arc<SubscriptionChain>,
         members: &[Delivery],
-        events: Vec<Event>,
+        events: &EventsByTenant,
     ) -> Vec<Result<Vec<Request>, Step>> {
-        let events: HashMap<EventId, Event> = events
-            .into_iter()
-            .map(|event| (event.id.clone(), event))
-            .collect();
         let mut runs = JoinSet::new();
         let mut outcomes: Vec<Option<Result<Vec<Request>, Step>>> = Vec::new();
         for (index, member) in members.iter().enumerate() {
-            match events.get(&member.event_id) {
+            match event_of(events, member) {
                 Some(event) => {
                     let (chain, runtime, event) =
                         (Arc::clone(chain), Arc::clone(&self.runtime), event.clone());
