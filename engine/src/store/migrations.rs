@@ -35,6 +35,11 @@ const POSTGRES: &[MigrationFile] = &[
         "batching",
         include_str!("../../migrations/postgres/0002_batching.sql"),
     ),
+    (
+        3,
+        "room for claims",
+        include_str!("../../migrations/postgres/0003_room_for_claims.sql"),
+    ),
 ];
 
 /// The migrations of `dialect`.
