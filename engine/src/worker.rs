@@ -32,7 +32,7 @@ use crate::pipeline::batch::{
 };
 use crate::pipeline::chain::{ChainOutcome, SubscriptionChain};
 use crate::runtime::{Disposition, PluginRuntime, Request};
-use crate::store::{DeliveryUpdate, DueBatch, Store};
+use crate::store::{DeliveryUpdate, DueBatch, Store, StoreError};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -74,8 +74,10 @@ pub struct Worker {
     wake: Arc<Notify>,
     config: WorkerConfig,
     chains: moka::future::Cache<(SubscriptionId, i64), Arc<SubscriptionChain>>,
-    subscriptions: moka::future::Cache<SubscriptionId, Option<Subscription>>,
-    endpoints: moka::future::Cache<EndpointId, Option<Endpoint>>,
+    /// Shared, not cloned, by the deliveries that use them: a subscription
+    /// carries its plugins' configs, and a round touches it hundreds of times.
+    subscriptions: moka::future::Cache<SubscriptionId, Option<Arc<Subscription>>>,
+    endpoints: moka::future::Cache<EndpointId, Option<Arc<Endpoint>>>,
 }
 
 /// Subscriptions and endpoints are re-read this often, so edits (and other
@@ -113,8 +115,8 @@ struct BatchRound {
 
 /// The subscription, endpoint and chain a delivery goes through.
 struct Target {
-    subscription: Subscription,
-    endpoint: Endpoint,
+    subscription: Arc<Subscription>,
+    endpoint: Arc<Endpoint>,
     chain: Arc<SubscriptionChain>,
 }
 
@@ -579,11 +581,11 @@ impl Worker {
         &self,
         tenant: &TenantId,
         id: &SubscriptionId,
-    ) -> Result<Option<Subscription>, String> {
+    ) -> Result<Option<Arc<Subscription>>, String> {
         let store = &self.store;
         self.subscriptions
             .try_get_with(id.clone(), async move {
-                store.get_subscription(tenant, id).await
+                Ok::<_, StoreError>(store.get_subscription(tenant, id).await?.map(Arc::new))
             })
             .await
             .map_err(|e| e.to_string())
@@ -593,13 +595,12 @@ impl Worker {
         &self,
         tenant: &TenantId,
         id: &EndpointId,
-    ) -> Result<Option<Endpoint>, String> {
+    ) -> Result<Option<Arc<Endpoint>>, String> {
         let store = &self.store;
         self.endpoints
-            .try_get_with(
-                id.clone(),
-                async move { store.get_endpoint(tenant, id).await },
-            )
+            .try_get_with(id.clone(), async move {
+                Ok::<_, StoreError>(store.get_endpoint(tenant, id).await?.map(Arc::new))
+            })
             .await
             .map_err(|e| e.to_string())
     }
