@@ -132,7 +132,7 @@ fn new_event(
         occurred_at: now,
         received_at: now,
         idempotency_key: Some(ulid::Ulid::new().to_string()),
-        payload: payload.clone(),
+        payload: payload.clone().into(),
         metadata: BTreeMap::new(),
     };
     let deliveries = subscriptions

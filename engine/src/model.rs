@@ -151,8 +151,96 @@ pub struct Event {
     /// The publisher's `Idempotency-Key`, if it sent one.
     pub idempotency_key: Option<String>,
     /// The JSON payload, as published.
-    pub payload: serde_json::Value,
+    pub payload: Payload,
     pub metadata: BTreeMap<String, String>,
+}
+
+/// An event's JSON payload.
+///
+/// Read back from the store, it keeps the text it was stored as and builds the
+/// value tree only when something reads the values (a filter, a template, the
+/// API): a delivery whose plugins take the payload as text never parses it,
+/// and never writes it back out. It reads as a [`serde_json::Value`] through
+/// `Deref`; [`Payload::json`] gives the text.
+#[derive(Clone)]
+pub struct Payload {
+    /// The JSON text, when the payload came from the store.
+    text: Option<Box<str>>,
+    value: std::sync::OnceLock<serde_json::Value>,
+}
+
+impl Payload {
+    /// The payload stored as `text`, checked to be one JSON value (without
+    /// building it).
+    pub fn from_json(text: String) -> Result<Self, serde_json::Error> {
+        serde_json::from_str::<serde::de::IgnoredAny>(&text)?;
+        Ok(Self {
+            text: Some(text.into_boxed_str()),
+            value: std::sync::OnceLock::new(),
+        })
+    }
+
+    /// The payload as JSON text: the stored text, or the value written out.
+    pub fn json(&self) -> std::borrow::Cow<'_, str> {
+        match &self.text {
+            Some(text) => std::borrow::Cow::Borrowed(text),
+            None => std::borrow::Cow::Owned(self.value().to_string()),
+        }
+    }
+
+    /// The payload's values, parsed from the text on first use.
+    pub fn value(&self) -> &serde_json::Value {
+        self.value.get_or_init(|| {
+            let text = self.text.as_deref().unwrap_or("null");
+            serde_json::from_str(text).unwrap_or_else(|error| {
+                // Stored payloads were values when they were captured, so they
+                // parse again; this would take a hand-edited database.
+                tracing::error!(%error, "a stored event payload is not valid JSON");
+                serde_json::Value::Null
+            })
+        })
+    }
+}
+
+impl From<serde_json::Value> for Payload {
+    fn from(value: serde_json::Value) -> Self {
+        Self {
+            text: None,
+            value: std::sync::OnceLock::from(value),
+        }
+    }
+}
+
+impl std::ops::Deref for Payload {
+    type Target = serde_json::Value;
+
+    fn deref(&self) -> &serde_json::Value {
+        self.value()
+    }
+}
+
+impl PartialEq for Payload {
+    fn eq(&self, other: &Self) -> bool {
+        self.value() == other.value()
+    }
+}
+
+impl fmt::Debug for Payload {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.value(), f)
+    }
+}
+
+impl Serialize for Payload {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.value().serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for Payload {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        serde_json::Value::deserialize(deserializer).map(Self::from)
+    }
 }
 
 /// Where deliveries go, and how they are sent and retried.
@@ -388,6 +476,30 @@ mod tests {
             EndpointId::parse("sub_1").unwrap_err().to_string(),
             "\"sub_1\" is not a valid id: ids of this kind look like ep_…"
         );
+    }
+
+    #[test]
+    fn a_stored_payload_keeps_its_text_and_reads_as_its_values() {
+        let text = r#"{"order": {"id": "SO-1", "total": 250.5}, "b": [1, 2]}"#;
+        let stored = Payload::from_json(text.to_owned()).unwrap();
+        assert_eq!(stored.json(), text);
+        assert_eq!(stored["order"]["total"], 250.5);
+        let published = Payload::from(serde_json::json!({
+            "order": { "id": "SO-1", "total": 250.5 }, "b": [1, 2]
+        }));
+        assert_eq!(stored, published);
+        assert_eq!(
+            serde_json::to_string(&stored).unwrap(),
+            published.json(),
+            "both serialize as the value, keys in published order"
+        );
+    }
+
+    #[test]
+    fn a_stored_payload_must_be_one_json_value() {
+        for bad in ["", "{", "{} {}", "nope"] {
+            assert!(Payload::from_json(bad.to_owned()).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

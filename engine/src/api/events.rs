@@ -157,7 +157,7 @@ impl AppState {
             occurred_at: published.occurred_at.unwrap_or(received_at),
             received_at,
             idempotency_key: published.idempotency_key,
-            payload: published.data,
+            payload: published.data.into(),
             metadata: published.metadata,
         })
     }

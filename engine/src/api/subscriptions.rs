@@ -152,7 +152,7 @@ async fn preview(
         occurred_at: published.occurred_at.unwrap_or(now),
         received_at: now,
         idempotency_key: None,
-        payload: published.data,
+        payload: published.data.into(),
         metadata: published.metadata,
     };
     let matched = subscription

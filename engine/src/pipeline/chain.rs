@@ -185,7 +185,7 @@ impl SubscriptionChain {
         let data = if filters.is_empty() {
             Vec::new()
         } else {
-            serde_json::to_vec(&event.payload).unwrap_or_default()
+            event.payload.json().as_bytes().to_vec()
         };
         for (label, plugin) in filters {
             let invocation = runtime
@@ -220,7 +220,7 @@ impl SubscriptionChain {
                     };
                 }
             },
-            None => serde_json::to_vec(&event.payload).unwrap_or_default(),
+            None => event.payload.json().as_bytes().to_vec(),
         };
         let mut requests = vec![runtime::Request {
             method: None,

@@ -343,7 +343,9 @@ mod tests {
     #[test]
     fn a_payload_key_named_event_does_not_hide_the_envelope() {
         let mut event = sample_event("customer.created");
-        event.payload["event"] = serde_json::json!({ "type": "spoofed" });
+        let mut payload = event.payload.value().clone();
+        payload["event"] = serde_json::json!({ "type": "spoofed" });
+        event.payload = payload.into();
         let filter =
             Filter::compile(r#"event.type == "customer.created" && data.event.type == "spoofed""#)
                 .unwrap();

@@ -34,7 +34,7 @@ pub(crate) fn sample_event(event_type: &str) -> Event {
         occurred_at: sample.occurred_at,
         received_at: sample.occurred_at,
         idempotency_key: None,
-        payload: sample.data,
+        payload: sample.data.into(),
         metadata: Default::default(),
     }
 }

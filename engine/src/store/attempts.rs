@@ -1,7 +1,7 @@
 //! The attempt history: one row per request made for a delivery, and what came back.
 
 use super::Store;
-use super::database::{ROWS_PER_STATEMENT, Row, SqlBuilder, Statement, Tx, Value};
+use super::database::{Row, SqlBuilder, Statement, Tx, Value, recurring_chunks};
 use super::error::StoreError;
 use super::json::{json_column, to_json};
 use crate::model::{Attempt, AttemptId, DeliveryId, TenantId};
@@ -45,7 +45,7 @@ impl Store {
 
 /// Inserts attempts in multi-row statements.
 pub(super) async fn insert_attempts(tx: &mut Tx, attempts: &[&Attempt]) -> Result<(), StoreError> {
-    for chunk in attempts.chunks(ROWS_PER_STATEMENT) {
+    for chunk in recurring_chunks(attempts) {
         let rows = chunk
             .iter()
             .map(|attempt| attempt_values(attempt))
@@ -57,7 +57,7 @@ pub(super) async fn insert_attempts(tx: &mut Tx, attempts: &[&Attempt]) -> Resul
                 ") VALUES "
             ))
             .rows(rows)
-            .build(chunk.len() == ROWS_PER_STATEMENT);
+            .build(true);
         tx.execute(statement)
             .await
             .map_err(StoreError::database(format!(

@@ -9,7 +9,9 @@
 
 use super::Store;
 use super::attempts::insert_attempts;
-use super::database::{Dialect, ROWS_PER_STATEMENT, Row, SqlBuilder, Statement, Tx, Value};
+use super::database::{
+    Dialect, ROWS_PER_STATEMENT, Row, SqlBuilder, Statement, Tx, Value, recurring_chunks,
+};
 use super::error::StoreError;
 use crate::model::{
     Attempt, BatchId, Delivery, DeliveryId, DeliveryStatus, EndpointId, EventId, SubscriptionId,
@@ -271,7 +273,7 @@ async fn update_deliveries(
     updates: &[&DeliveryUpdate],
     now: UnixMillis,
 ) -> Result<(), StoreError> {
-    for chunk in updates.chunks(ROWS_PER_STATEMENT) {
+    for chunk in recurring_chunks(updates) {
         let rows = chunk.iter().map(|update| -> [Value; 7] {
             [
                 update.tenant.as_str().into(),
@@ -298,7 +300,7 @@ async fn update_deliveries(
                  WHERE deliveries.tenant = changed.column1 AND deliveries.id = changed.column2 \
                  RETURNING deliveries.tenant, deliveries.id",
             )
-            .build(chunk.len() == ROWS_PER_STATEMENT);
+            .build(true);
         let rows = tx
             .fetch_all(statement)
             .await

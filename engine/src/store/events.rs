@@ -3,11 +3,13 @@
 //! statements however many events it holds.
 
 use super::Store;
-use super::database::{ROWS_PER_STATEMENT, Row, SqlBuilder, Statement, Tx, Value};
+use super::database::{
+    ROWS_PER_STATEMENT, Row, SqlBuilder, Statement, Tx, Value, recurring_chunks,
+};
 use super::deliveries::insert_deliveries;
 use super::error::StoreError;
 use super::json::{json_column, to_json};
-use crate::model::{Delivery, Event, EventId, TenantId};
+use crate::model::{Delivery, Event, EventId, Payload, TenantId};
 use std::collections::{HashMap, HashSet};
 
 /// An event to capture, with the deliveries its matching subscriptions need.
@@ -137,7 +139,7 @@ impl Store {
         ids: &[&EventId],
     ) -> Result<Vec<Event>, StoreError> {
         let mut events = Vec::with_capacity(ids.len());
-        for chunk in ids.chunks(ROWS_PER_STATEMENT) {
+        for chunk in recurring_chunks(ids) {
             let statement = SqlBuilder::new(self.backend.dialect())
                 .sql(concat!(
                     "SELECT ",
@@ -148,7 +150,7 @@ impl Store {
                 .sql(" AND id IN (")
                 .list(chunk.iter().map(|id| Value::from(id.as_str())))
                 .sql(")")
-                .build(chunk.len() == ROWS_PER_STATEMENT);
+                .build(true);
             let rows = self
                 .backend
                 .fetch_all(statement)
@@ -268,7 +270,7 @@ fn event_values(event: &Event) -> Result<[Value; EVENT_COLUMN_COUNT], StoreError
         event.idempotency_key.as_deref().into(),
         event.occurred_at.into(),
         event.received_at.into(),
-        to_json(&event.payload, format_args!("the payload of {}", owner()))?.into(),
+        event.payload.json().into_owned().into(),
         to_json(&event.metadata, format_args!("the metadata of {}", owner()))?.into(),
     ])
 }
@@ -362,7 +364,8 @@ fn event_from_row(row: &Row) -> Result<Event, StoreError> {
         occurred_at: row.get("occurred_at")?,
         received_at: row.get("received_at")?,
         idempotency_key: row.get("idempotency_key")?,
-        payload: json_column(row, "payload", &owner)?,
+        payload: Payload::from_json(row.get("payload")?)
+            .map_err(|error| StoreError::Corrupt(format!("payload of {owner}: {error}")))?,
         metadata: json_column(row, "metadata", &owner)?,
         id,
     })

@@ -63,7 +63,7 @@ pub(crate) fn event(tenant: &TenantId) -> Event {
         occurred_at: NOW - 5,
         received_at: NOW,
         idempotency_key: None,
-        payload: json!({ "order": { "id": "SO-1001", "total": 250.5, "lines": [1, 2] } }),
+        payload: json!({ "order": { "id": "SO-1001", "total": 250.5, "lines": [1, 2] } }).into(),
         metadata: BTreeMap::from([("source".into(), "sales".into())]),
     }
 }

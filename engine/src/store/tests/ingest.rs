@@ -70,7 +70,7 @@ async fn an_event_id_seen_before_is_a_duplicate_without_deliveries() {
 
         // A retry with the same id, in a later batch and twice in this one.
         let mut retry = new_event(original.event.clone(), &subscription);
-        retry.event.payload = serde_json::json!({ "changed": true });
+        retry.event.payload = serde_json::json!({ "changed": true }).into();
         let fresh = new_event(event(&acme), &subscription);
         let outcomes = store
             .insert_events(&[retry.clone(), fresh.clone(), retry.clone()])
