@@ -403,10 +403,10 @@ impl Statement {
     }
 }
 
-/// Rows per multi-row statement. Every full chunk of a batch has the same
-/// text, so it is prepared once per connection and reused; a hundred rows keep
-/// the widest table's statement at 1,300 parameters, far under SQLite's limit
-/// of 32,766, while a 1,000-event batch still takes only a few dozen statements.
+/// Rows per multi-row statement, at most (see [`recurring_chunks`]): a hundred
+/// rows keep the widest table's statement at 1,300 parameters, far under
+/// SQLite's limit of 32,766, while a 1,000-event batch still takes only a few
+/// dozen statements.
 pub(super) const ROWS_PER_STATEMENT: usize = 100;
 
 /// The row counts [`recurring_chunks`] cuts to, largest first.
@@ -416,7 +416,8 @@ const RECURRING_SIZES: [usize; 5] = [ROWS_PER_STATEMENT, 64, 16, 4, 1];
 /// multi-row statement built from a chunk has a text that recurs and stays
 /// prepared on its connection. PostgreSQL takes about a millisecond to plan a
 /// statement of a hundred rows, as long as it takes to run it; a worker that
-/// records 64 outcomes at a time would pay that on every transaction.
+/// records 64 outcomes at a time, or a capture of the few publishes that
+/// arrived together, would pay that on every transaction.
 pub(super) fn recurring_chunks<T>(mut rows: &[T]) -> impl Iterator<Item = &[T]> {
     std::iter::from_fn(move || {
         let size = RECURRING_SIZES

@@ -9,9 +9,7 @@
 
 use super::Store;
 use super::attempts::insert_attempts;
-use super::database::{
-    Dialect, ROWS_PER_STATEMENT, Row, SqlBuilder, Statement, Tx, Value, recurring_chunks,
-};
+use super::database::{Dialect, Row, SqlBuilder, Statement, Tx, Value, recurring_chunks};
 use super::error::StoreError;
 use crate::model::{
     Attempt, BatchId, Delivery, DeliveryId, DeliveryStatus, EndpointId, EventId, SubscriptionId,
@@ -226,7 +224,7 @@ pub(super) async fn insert_deliveries(
     tx: &mut Tx,
     deliveries: &[&Delivery],
 ) -> Result<(), StoreError> {
-    for chunk in deliveries.chunks(ROWS_PER_STATEMENT) {
+    for chunk in recurring_chunks(deliveries) {
         let rows = chunk
             .iter()
             .map(|delivery| -> [Value; INSERTED_COLUMN_COUNT] {
@@ -255,7 +253,7 @@ pub(super) async fn insert_deliveries(
                 ") VALUES "
             ))
             .rows(rows)
-            .build(chunk.len() == ROWS_PER_STATEMENT);
+            .build(true);
         tx.execute(statement)
             .await
             .map_err(StoreError::database(format!(

@@ -228,7 +228,7 @@ async fn insert_new_events(
         position.insert((event.tenant.as_str(), event.id.as_str()), index);
     }
     let mut inserted = HashSet::with_capacity(indexes.len());
-    for chunk in indexes.chunks(ROWS_PER_STATEMENT) {
+    for chunk in recurring_chunks(indexes) {
         let rows = chunk
             .iter()
             .map(|&index| event_values(&batch[index].event))
@@ -241,7 +241,7 @@ async fn insert_new_events(
             ))
             .rows(rows)
             .sql(" ON CONFLICT DO NOTHING RETURNING tenant, id")
-            .build(chunk.len() == ROWS_PER_STATEMENT);
+            .build(true);
         let rows = tx
             .fetch_all(statement)
             .await
