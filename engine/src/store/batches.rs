@@ -3,7 +3,8 @@
 //! due ([`Store::due_batches`]), then claims a whole batch at a time.
 //!
 //! A batch is formed when it is first claimed ([`Store::claim_new_batch`]): its
-//! members get its id in `batch_id`, and keep it through the batch's retries,
+//! members get its id in `batch_id` (in the queue and in the history), and
+//! keep it through the batch's retries,
 //! so a retried batch is claimed again as the same members
 //! ([`Store::claim_formed_batch`]) and deliveries captured meanwhile form the
 //! next batch instead of joining it. A batch is claimed whole or not at all.
@@ -15,7 +16,7 @@
 
 use super::Store;
 use super::database::{Dialect, SqlBuilder, Statement, Tx, Value};
-use super::deliveries::{delivery_columns, delivery_from_row};
+use super::deliveries::deliveries_at;
 use super::error::StoreError;
 use crate::model::{BatchId, Batching, Delivery, EndpointId, SubscriptionId, TenantId, UnixMillis};
 
@@ -38,12 +39,12 @@ pub struct DueBatch {
 
 /// The deliveries of one subscription and endpoint that await a batch, due
 /// and unleased, in capture order. Its conditions repeat those of the
-/// `deliveries_awaiting_batch` index, so both backends use it.
+/// `delivery_queue_awaiting_batch` index, so both backends use it.
 macro_rules! candidates_awaiting_batch {
     () => {
-        "SELECT seq, next_attempt_at FROM deliveries \
+        "SELECT seq, next_attempt_at FROM delivery_queue \
          WHERE tenant = $1 AND subscription_id = $2 \
-           AND status = 'pending' AND batched AND batch_id IS NULL \
+           AND batched AND batch_id IS NULL \
            AND endpoint_id = $3 AND next_attempt_at <= $4 \
            AND (lease_until IS NULL OR lease_until <= $4) \
          ORDER BY seq"
@@ -53,15 +54,15 @@ macro_rules! candidates_awaiting_batch {
 /// The members of one batch that are due and unleased.
 macro_rules! due_members {
     () => {
-        "SELECT seq FROM deliveries \
-         WHERE tenant = $1 AND batch_id = $2 AND status = 'pending' \
+        "SELECT seq FROM delivery_queue \
+         WHERE tenant = $1 AND batch_id = $2 \
            AND next_attempt_at <= $3 AND (lease_until IS NULL OR lease_until <= $3) \
          ORDER BY seq"
     };
 }
 
 impl Store {
-    /// The groups of due, unleased, pending batched deliveries, longest due
+    /// The groups of due, unleased, queued batched deliveries, longest due
     /// first, at most `limit` of them.
     pub async fn due_batches(
         &self,
@@ -70,8 +71,8 @@ impl Store {
     ) -> Result<Vec<DueBatch>, StoreError> {
         const DUE: &str = "SELECT tenant, subscription_id, endpoint_id, batch_id, \
                 COUNT(*) AS due, MIN(next_attempt_at) AS oldest_due_at \
-             FROM deliveries \
-             WHERE status = 'pending' AND batched AND next_attempt_at <= $1 \
+             FROM delivery_queue \
+             WHERE batched AND next_attempt_at <= $1 \
                AND (lease_until IS NULL OR lease_until <= $1) \
              GROUP BY tenant, subscription_id, endpoint_id, batch_id \
              ORDER BY oldest_due_at \
@@ -160,7 +161,7 @@ impl Store {
         Ok(claimed)
     }
 
-    /// Claims batch `id` again, every pending member of it, if all of them are
+    /// Claims batch `id` again, every queued member of it, if all of them are
     /// due and unleased (none is in another worker's hands): leases them for
     /// `lease_ms` and returns them in capture order. Returns nothing, and
     /// changes nothing, otherwise.
@@ -171,8 +172,8 @@ impl Store {
         now: UnixMillis,
         lease_ms: u32,
     ) -> Result<Vec<Delivery>, StoreError> {
-        const MEMBERS: &str = "SELECT COUNT(*) AS members FROM deliveries \
-             WHERE tenant = $1 AND batch_id = $2 AND status = 'pending'";
+        const MEMBERS: &str = "SELECT COUNT(*) AS members FROM delivery_queue \
+             WHERE tenant = $1 AND batch_id = $2";
         let doing = || format!("claiming batch {id} again");
         let mut tx = self
             .backend
@@ -218,9 +219,9 @@ impl Store {
     }
 }
 
-/// Leases the deliveries at `seqs` until `now + lease_ms` (their
-/// `next_attempt_at` moves there too, as with single claims), naming their
-/// batch if `batch` is given; returns them in capture order.
+/// Leases the deliveries at `seqs` until `now + lease_ms`, naming their
+/// batch if `batch` is given; returns them in capture order. They fall due
+/// when the lease ends (if their worker dies), and their history says so.
 async fn lease(
     tx: &mut Tx,
     seqs: &[i64],
@@ -229,31 +230,30 @@ async fn lease(
     lease_ms: u32,
 ) -> Result<Vec<Delivery>, StoreError> {
     let lease_until = now.saturating_add(i64::from(lease_ms));
-    let mut statement = SqlBuilder::new(tx.dialect());
-    statement
-        .sql("UPDATE deliveries SET lease_until = ")
-        .parameter(lease_until)
-        .sql(", next_attempt_at = ")
-        .parameter(lease_until);
-    if let Some(batch) = batch {
-        statement.sql(", batch_id = ").parameter(batch.as_str());
+    for (table, leases) in [("delivery_queue", true), ("deliveries", false)] {
+        let mut statement = SqlBuilder::new(tx.dialect());
+        statement
+            .sql("UPDATE ")
+            .sql(table)
+            .sql(" SET next_attempt_at = ")
+            .parameter(lease_until);
+        if leases {
+            statement.sql(", lease_until = ").parameter(lease_until);
+        }
+        if let Some(batch) = batch {
+            statement.sql(", batch_id = ").parameter(batch.as_str());
+        }
+        let statement = statement
+            .sql(" WHERE seq IN (")
+            .list(seqs.iter().map(|&seq| Value::from(seq)))
+            .sql(")")
+            .build(false);
+        tx.execute(statement)
+            .await
+            .map_err(StoreError::database(format!(
+                "leasing a batch of {} deliveries",
+                seqs.len()
+            )))?;
     }
-    let statement = statement
-        .sql(" WHERE seq IN (")
-        .list(seqs.iter().map(|&seq| Value::from(seq)))
-        .sql(concat!(") RETURNING seq, ", delivery_columns!()))
-        .build(false);
-    let rows = tx
-        .fetch_all(statement)
-        .await
-        .map_err(StoreError::database(format!(
-            "leasing a batch of {} deliveries",
-            seqs.len()
-        )))?;
-    let mut leased = rows
-        .iter()
-        .map(|row| Ok((row.get::<i64>("seq")?, delivery_from_row(row)?)))
-        .collect::<Result<Vec<_>, StoreError>>()?;
-    leased.sort_by_key(|(seq, _)| *seq);
-    Ok(leased.into_iter().map(|(_, delivery)| delivery).collect())
+    deliveries_at(tx, seqs).await
 }

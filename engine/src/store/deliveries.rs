@@ -1,16 +1,19 @@
-//! The delivery queue: deliveries are created with their event, claimed by
-//! workers under a lease, finished in batches, and replayed on request.
+//! Deliveries: created with their event, claimed by workers under a lease,
+//! finished in batches, and replayed on request. Each write to a delivery's
+//! history row brings its row in the queue in line (see `queue.rs`).
 //!
-//! A claimed delivery stays `pending` with `lease_until` set: if its worker
-//! dies, it falls due again when the lease ends. A claim writes nothing else,
-//! and no index holds `lease_until`, so on PostgreSQL the claim rewrites the
-//! row on its page without touching the table's indexes (see migration 3).
-//! The claim query steps over the deliveries in flight, a few hundred rows.
+//! A claimed delivery stays `pending` with its queue row's `lease_until` set:
+//! if its worker dies, it falls due again when the lease ends. A claim writes
+//! nothing else, and no index holds `lease_until`, so on PostgreSQL the claim
+//! rewrites the queue row on its page without touching the table's indexes
+//! (see migration 3). The claim query steps over the deliveries in flight, a
+//! few hundred rows.
 
 use super::Store;
 use super::attempts::insert_attempts;
 use super::database::{Dialect, Row, SqlBuilder, Statement, Tx, Value, recurring_chunks};
 use super::error::StoreError;
+use super::queue::{self, Lease, queue_changes, queue_columns, queue_entry_columns};
 use crate::model::{
     Attempt, BatchId, Delivery, DeliveryId, DeliveryStatus, EndpointId, EventId, SubscriptionId,
     TenantId, UnixMillis, now_millis,
@@ -45,32 +48,31 @@ macro_rules! delivery_columns {
 pub(super) use delivery_columns;
 const INSERTED_COLUMN_COUNT: usize = 15;
 
-/// Due, unleased, pending deliveries, longest overdue first, skipping any whose
-/// ordering key has an earlier delivery still pending (that one goes first)
+/// Due, unleased queued deliveries, longest overdue first, skipping any whose
+/// ordering key has an earlier delivery still queued (that one goes first)
 /// and batched ones (they leave in batches, see `batches.rs`).
 macro_rules! claimable {
     () => {
-        "SELECT seq FROM deliveries AS candidate
-         WHERE status = 'pending' AND next_attempt_at <= $1
+        "SELECT seq FROM delivery_queue AS candidate
+         WHERE next_attempt_at <= $1
            AND (lease_until IS NULL OR lease_until <= $1) AND NOT batched
            AND (ordering_key IS NULL OR NOT EXISTS (
-                SELECT 1 FROM deliveries AS earlier
+                SELECT 1 FROM delivery_queue AS earlier
                 WHERE earlier.tenant = candidate.tenant
                   AND earlier.subscription_id = candidate.subscription_id
                   AND earlier.ordering_key = candidate.ordering_key
-                  AND earlier.status = 'pending'
                   AND earlier.seq < candidate.seq))
          ORDER BY next_attempt_at, seq
          LIMIT $2"
     };
 }
 
-/// SQLite has one writer at a time, so a single statement claims atomically.
+/// SQLite has one writer at a time, so a single statement leases atomically;
+/// the claimer then reads the leased deliveries in the same transaction.
 const CLAIM_ON_SQLITE: &str = concat!(
-    "UPDATE deliveries SET lease_until = $1 + $3 WHERE seq IN (",
+    "UPDATE delivery_queue SET lease_until = $1 + $3 WHERE seq IN (",
     claimable!(),
-    ") RETURNING seq, ",
-    delivery_columns!()
+    ") RETURNING seq"
 );
 
 /// On PostgreSQL several nodes claim at once: each locks the rows it picks and
@@ -79,10 +81,12 @@ const CLAIM_ON_SQLITE: &str = concat!(
 const CLAIM_ON_POSTGRES: &str = concat!(
     "WITH claimed AS (",
     claimable!(),
-    " FOR UPDATE OF candidate SKIP LOCKED) \
-     UPDATE deliveries SET lease_until = $1 + $3 \
-     FROM claimed WHERE deliveries.seq = claimed.seq RETURNING deliveries.seq, ",
-    delivery_columns!()
+    " FOR UPDATE OF candidate SKIP LOCKED), \
+     leased AS (UPDATE delivery_queue SET lease_until = $1 + $3 \
+         FROM claimed WHERE delivery_queue.seq = claimed.seq RETURNING delivery_queue.seq) \
+     SELECT deliveries.seq, ",
+    delivery_columns!(),
+    " FROM deliveries JOIN leased ON deliveries.seq = leased.seq"
 );
 
 impl Store {
@@ -101,25 +105,40 @@ impl Store {
         limit: u32,
         lease_ms: u32,
     ) -> Result<Vec<Delivery>, StoreError> {
-        let sql = match self.backend.dialect() {
-            Dialect::Sqlite => CLAIM_ON_SQLITE,
-            Dialect::Postgres => CLAIM_ON_POSTGRES,
+        let claim = |sql| {
+            Statement::new(sql)
+                .bind(now)
+                .bind(i64::from(limit))
+                .bind(i64::from(lease_ms))
         };
-        let statement = Statement::new(sql)
-            .bind(now)
-            .bind(i64::from(limit))
-            .bind(i64::from(lease_ms));
-        let rows = self
-            .backend
-            .write_returning(statement)
-            .await
-            .map_err(StoreError::database("claiming due deliveries"))?;
-        let mut claimed = rows
-            .iter()
-            .map(|row| Ok((row.get::<i64>("seq")?, delivery_from_row(row)?)))
-            .collect::<Result<Vec<_>, StoreError>>()?;
-        claimed.sort_by_key(|(seq, _)| *seq);
-        Ok(claimed.into_iter().map(|(_, delivery)| delivery).collect())
+        let doing = "claiming due deliveries";
+        match self.backend.dialect() {
+            Dialect::Postgres => {
+                let rows = self
+                    .backend
+                    .write_returning(claim(CLAIM_ON_POSTGRES))
+                    .await
+                    .map_err(StoreError::database(doing))?;
+                in_capture_order(&rows)
+            }
+            Dialect::Sqlite => {
+                let mut tx = self
+                    .backend
+                    .begin()
+                    .await
+                    .map_err(StoreError::database(doing))?;
+                let leased = tx
+                    .fetch_all(claim(CLAIM_ON_SQLITE))
+                    .await
+                    .map_err(StoreError::database(doing))?
+                    .iter()
+                    .map(|row| row.get::<i64>("seq"))
+                    .collect::<Result<Vec<_>, _>>()?;
+                let claimed = deliveries_at(&mut tx, &leased).await?;
+                tx.commit().await.map_err(StoreError::database(doing))?;
+                Ok(claimed)
+            }
+        }
     }
 
     /// Records what workers did, all in one transaction: inserts each attempt,
@@ -145,14 +164,15 @@ impl Store {
             .begin()
             .await
             .map_err(StoreError::database("starting to finish deliveries"))?;
-        update_deliveries(&mut tx, &updates, now_millis()).await?;
+        let changes = update_deliveries(&mut tx, &updates, now_millis()).await?;
+        queue::apply(&mut tx, &changes, Lease::End).await?;
         insert_attempts(&mut tx, &attempts).await?;
         tx.commit()
             .await
             .map_err(StoreError::database("committing finished deliveries"))
     }
 
-    /// Sends delivery `id` again: pending, due `now`, lease cleared. Its
+    /// Sends delivery `id` again: pending, due `now`, unleased. Its
     /// attempt count is kept, so attempt numbers continue. A batched delivery
     /// leaves its batch and joins the next one its subscription forms: a new
     /// request, so a new `webhook-id`, since the old batch's other members are
@@ -166,26 +186,39 @@ impl Store {
         now: UnixMillis,
     ) -> Result<Option<Delivery>, StoreError> {
         const REPLAY: &str = concat!(
-            "UPDATE deliveries SET status = 'pending', next_attempt_at = $3, lease_until = NULL, \
-             batch_id = NULL, updated_at = $3 \
-             WHERE tenant = $1 AND id = $2 \
-               AND NOT (status = 'pending' AND lease_until IS NOT NULL AND lease_until > $3) \
-             RETURNING ",
+            "UPDATE deliveries SET status = 'pending', next_attempt_at = $3, batch_id = NULL, \
+             updated_at = $3 \
+             WHERE tenant = $1 AND id = $2 RETURNING seq, ",
             delivery_columns!()
         );
+        let doing = || format!("replaying delivery {id}");
+        let mut tx = self
+            .backend
+            .begin()
+            .await
+            .map_err(StoreError::database(doing()))?;
         let statement = Statement::new(REPLAY)
             .bind(tenant.as_str())
             .bind(id.as_str())
             .bind(now);
-        let rows = self
-            .backend
-            .write_returning(statement)
+        let rows = tx
+            .fetch_all(statement)
             .await
-            .map_err(StoreError::database(format!("replaying delivery {id}")))?;
-        match rows.first() {
-            Some(row) => delivery_from_row(row).map(Some),
-            None => self.get_delivery(tenant, id).await,
+            .map_err(StoreError::database(doing()))?;
+        let Some(row) = rows.first() else {
+            tx.rollback().await.map_err(StoreError::database(doing()))?;
+            return Ok(None);
+        };
+        let replayed = delivery_from_row(row)?;
+        let changes = queue_changes(&rows)?;
+        let queued = queue::apply(&mut tx, &changes, Lease::KeepRunningAt(now)).await?;
+        if queued == 0 {
+            // In flight: the attempt under way decides what happens next.
+            tx.rollback().await.map_err(StoreError::database(doing()))?;
+            return self.get_delivery(tenant, id).await;
         }
+        tx.commit().await.map_err(StoreError::database(doing()))?;
+        Ok(Some(replayed))
     }
 
     /// Replays every failed delivery to `endpoint` created in `since..until`
@@ -199,23 +232,34 @@ impl Store {
         until: UnixMillis,
         now: UnixMillis,
     ) -> Result<u64, StoreError> {
-        let statement = Statement::new(
-            "UPDATE deliveries SET status = 'pending', next_attempt_at = $5, lease_until = NULL, \
-             batch_id = NULL, updated_at = $5 \
+        const REPLAY_FAILED: &str = concat!(
+            "UPDATE deliveries SET status = 'pending', next_attempt_at = $5, batch_id = NULL, \
+             updated_at = $5 \
              WHERE tenant = $1 AND endpoint_id = $2 AND status = 'failed' \
-               AND created_at >= $3 AND created_at < $4",
-        )
-        .bind(tenant.as_str())
-        .bind(endpoint.as_str())
-        .bind(since)
-        .bind(until)
-        .bind(now);
-        self.backend
-            .write(statement)
+               AND created_at >= $3 AND created_at < $4 \
+             RETURNING ",
+            queue_columns!()
+        );
+        let doing = || format!("replaying the failed deliveries of endpoint {endpoint}");
+        let mut tx = self
+            .backend
+            .begin()
             .await
-            .map_err(StoreError::database(format!(
-                "replaying the failed deliveries of endpoint {endpoint}"
-            )))
+            .map_err(StoreError::database(doing()))?;
+        let statement = Statement::new(REPLAY_FAILED)
+            .bind(tenant.as_str())
+            .bind(endpoint.as_str())
+            .bind(since)
+            .bind(until)
+            .bind(now);
+        let rows = tx
+            .fetch_all(statement)
+            .await
+            .map_err(StoreError::database(doing()))?;
+        // Failed deliveries are in no queue and no worker's hands.
+        let queued = queue::apply(&mut tx, &queue_changes(&rows)?, Lease::End).await?;
+        tx.commit().await.map_err(StoreError::database(doing()))?;
+        Ok(queued)
     }
 }
 
@@ -246,31 +290,97 @@ pub(super) async fn insert_deliveries(
                     delivery.updated_at.into(),
                 ]
             });
-        let statement = SqlBuilder::new(tx.dialect())
-            .sql(concat!(
-                "INSERT INTO deliveries (",
-                delivery_columns!(),
-                ") VALUES "
-            ))
-            .rows(rows)
-            .build(true);
-        tx.execute(statement)
-            .await
-            .map_err(StoreError::database(format!(
-                "inserting {} deliveries",
-                chunk.len()
-            )))?;
+        let mut statement = SqlBuilder::new(tx.dialect());
+        let doing = || format!("inserting {} deliveries", chunk.len());
+        match tx.dialect() {
+            // One statement queues the pending ones as well.
+            Dialect::Postgres => {
+                statement
+                    .sql("WITH inserted AS (INSERT INTO deliveries (")
+                    .sql(delivery_columns!())
+                    .sql(") VALUES ")
+                    .rows(rows)
+                    .sql(concat!(
+                        " RETURNING ",
+                        queue_columns!(),
+                        ") INSERT INTO delivery_queue (",
+                        queue_entry_columns!(),
+                        ") SELECT ",
+                        queue_entry_columns!(),
+                        " FROM inserted WHERE status = 'pending'"
+                    ));
+                tx.execute(statement.build(true))
+                    .await
+                    .map_err(StoreError::database(doing()))?;
+            }
+            // SQLite has no writing common table expressions.
+            Dialect::Sqlite => {
+                statement
+                    .sql(concat!(
+                        "INSERT INTO deliveries (",
+                        delivery_columns!(),
+                        ") VALUES "
+                    ))
+                    .rows(rows)
+                    .sql(concat!(" RETURNING ", queue_columns!()));
+                let inserted = tx
+                    .fetch_all(statement.build(true))
+                    .await
+                    .map_err(StoreError::database(doing()))?;
+                queue::enqueue(tx, &queue_changes(&inserted)?.pending, Lease::End).await?;
+            }
+        }
     }
     Ok(())
 }
 
-/// Applies workers' updates, many per statement; fails with `NotFound` (and
-/// the caller's transaction rolls back) if a delivery does not exist.
+/// The deliveries at `seqs`, in capture order.
+pub(super) async fn deliveries_at(tx: &mut Tx, seqs: &[i64]) -> Result<Vec<Delivery>, StoreError> {
+    let mut rows = Vec::with_capacity(seqs.len());
+    for chunk in recurring_chunks(seqs) {
+        let statement = SqlBuilder::new(tx.dialect())
+            .sql(concat!(
+                "SELECT seq, ",
+                delivery_columns!(),
+                " FROM deliveries WHERE seq IN ("
+            ))
+            .list(chunk.iter().map(|&seq| Value::from(seq)))
+            .sql(")")
+            .build(true);
+        rows.extend(
+            tx.fetch_all(statement)
+                .await
+                .map_err(StoreError::database(format!(
+                    "reading {} claimed deliveries",
+                    chunk.len()
+                )))?,
+        );
+    }
+    in_capture_order(&rows)
+}
+
+/// Deliveries read with their `seq`, sorted by it.
+fn in_capture_order(rows: &[Row]) -> Result<Vec<Delivery>, StoreError> {
+    let mut deliveries = rows
+        .iter()
+        .map(|row| Ok((row.get::<i64>("seq")?, delivery_from_row(row)?)))
+        .collect::<Result<Vec<_>, StoreError>>()?;
+    deliveries.sort_by_key(|(seq, _)| *seq);
+    Ok(deliveries
+        .into_iter()
+        .map(|(_, delivery)| delivery)
+        .collect())
+}
+
+/// Applies workers' updates to the history, many per statement, and says what
+/// the queue must do; fails with `NotFound` (and the caller's transaction
+/// rolls back) if a delivery does not exist.
 async fn update_deliveries(
     tx: &mut Tx,
     updates: &[&DeliveryUpdate],
     now: UnixMillis,
-) -> Result<(), StoreError> {
+) -> Result<queue::QueueChanges, StoreError> {
+    let mut written = Vec::with_capacity(updates.len());
     for chunk in recurring_chunks(updates) {
         let rows = chunk.iter().map(|update| -> [Value; 7] {
             [
@@ -288,16 +398,17 @@ async fn update_deliveries(
             .sql(
                 "UPDATE deliveries SET status = changed.column3, attempts = changed.column4, \
                  next_attempt_at = changed.column5, last_error = changed.column6, \
-                 batch_id = changed.column7, lease_until = NULL, updated_at = ",
+                 batch_id = changed.column7, updated_at = ",
             )
             .parameter(now)
             .sql(" FROM (VALUES ")
             .rows(rows)
-            .sql(
+            .sql(concat!(
                 ") AS changed \
                  WHERE deliveries.tenant = changed.column1 AND deliveries.id = changed.column2 \
-                 RETURNING deliveries.tenant, deliveries.id",
-            )
+                 RETURNING id, ",
+                queue_columns!()
+            ))
             .build(true);
         let rows = tx
             .fetch_all(statement)
@@ -321,8 +432,9 @@ async fn update_deliveries(
                 return Err(StoreError::not_found("delivery", &missing.delivery_id));
             }
         }
+        written.extend(rows);
     }
-    Ok(())
+    queue_changes(&written)
 }
 
 /// An attempt filed under another delivery would land in the wrong history.

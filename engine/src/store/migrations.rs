@@ -22,6 +22,12 @@ const SQLITE: &[MigrationFile] = &[
         "batching",
         include_str!("../../migrations/sqlite/0002_batching.sql"),
     ),
+    // Version 3 (room for claims) is PostgreSQL's alone.
+    (
+        4,
+        "delivery queue",
+        include_str!("../../migrations/sqlite/0004_delivery_queue.sql"),
+    ),
 ];
 
 const POSTGRES: &[MigrationFile] = &[
@@ -39,6 +45,11 @@ const POSTGRES: &[MigrationFile] = &[
         3,
         "room for claims",
         include_str!("../../migrations/postgres/0003_room_for_claims.sql"),
+    ),
+    (
+        4,
+        "delivery queue",
+        include_str!("../../migrations/postgres/0004_delivery_queue.sql"),
     ),
 ];
 

@@ -7,10 +7,11 @@
 //! Times are unix milliseconds, passed in by the caller where they decide
 //! something (what is due, when a lease ends), so behaviour is testable.
 //!
-//! The delivery queue lives in the `deliveries` table. Workers claim due rows
-//! with a lease ([`Store::claim_due_deliveries`]) and report back in batches
-//! ([`Store::finish_deliveries`]); a worker that dies loses its lease, and the
-//! rows fall due again when it ends. Deliveries of batching subscriptions take
+//! The delivery history lives in the `deliveries` table, and the queue of
+//! pending deliveries beside it, in `delivery_queue`. Workers claim due
+//! deliveries with a lease ([`Store::claim_due_deliveries`]) and report back
+//! in batches ([`Store::finish_deliveries`]); a worker that dies loses its
+//! lease, and the deliveries fall due again when it ends. Deliveries of batching subscriptions take
 //! a lane of their own: they are claimed a whole batch at a time
 //! ([`Store::due_batches`], [`Store::claim_new_batch`],
 //! [`Store::claim_formed_batch`]). Several Weft nodes may share one
@@ -29,6 +30,7 @@ mod history;
 mod json;
 mod migrations;
 mod plugins;
+mod queue;
 mod subscriptions;
 
 #[cfg(test)]

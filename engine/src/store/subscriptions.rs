@@ -5,6 +5,7 @@ use super::Store;
 use super::database::{Row, Statement, Tx, is_unique_violation};
 use super::error::StoreError;
 use super::json::{json_column, optional_json_column, to_json};
+use super::queue;
 use crate::model::{EndpointId, Subscription, SubscriptionId, TenantId, now_millis};
 
 /// The columns of `subscriptions`, in the order [`push_subscription`] binds them.
@@ -163,18 +164,14 @@ impl Store {
         if deleted == 0 {
             return Err(StoreError::not_found("subscription", id));
         }
-        let drop_pending = Statement::new(
-            "UPDATE deliveries SET status = 'dropped', last_error = $3, lease_until = NULL, \
-             updated_at = $4 \
-             WHERE tenant = $1 AND subscription_id = $2 AND status = 'pending'",
+        queue::drop_pending_of_subscription(
+            &mut tx,
+            tenant,
+            id,
+            &format!("subscription {id} was deleted"),
+            now_millis(),
         )
-        .bind(tenant.as_str())
-        .bind(id.as_str())
-        .bind(format!("subscription {id} was deleted"))
-        .bind(now_millis());
-        tx.execute(drop_pending)
-            .await
-            .map_err(StoreError::database(doing()))?;
+        .await?;
         tx.commit().await.map_err(StoreError::database(doing()))
     }
 }
