@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Weft in one command: build the engine and the first-party plugins, then run
 # `weft serve` on http://127.0.0.1:8080 with an embedded SQLite file (./weft.db)
-# and the plugins offered to every tenant. Stop it with Ctrl-C.
+# and the plugins offered to every tenant. The first start prints an admin key
+# (or takes WEFT_BOOTSTRAP_ADMIN_KEY): every /v1 call needs one. Stop it with Ctrl-C.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

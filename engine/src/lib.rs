@@ -2,6 +2,7 @@
 //! components. The module list is the architecture; see ARCHITECTURE.md.
 
 pub mod api;
+pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod delivery;

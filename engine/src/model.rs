@@ -103,6 +103,11 @@ prefixed_id!(
     BatchId, "batch"
 );
 
+prefixed_id!(
+    /// A credential to call the API, for one tenant in one role.
+    ApiKeyId, "key"
+);
+
 /// The organisation an object belongs to. Tenants never see each other's objects.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(transparent)]
@@ -516,4 +521,73 @@ mod tests {
             assert!(TenantId::parse(bad).is_err(), "{bad}");
         }
     }
+}
+
+/// What a caller may do within its tenant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Role {
+    /// Everything in the tenant, API keys and the audit log included.
+    Admin,
+    /// Endpoints, subscriptions, plugins, event types and replays; reads all.
+    IntegrationAdmin,
+    /// Publishes events; reads nothing.
+    Publisher,
+    /// Reads everything but keys; changes nothing.
+    Viewer,
+}
+
+impl Role {
+    pub const ALL: [Role; 4] = [
+        Role::Admin,
+        Role::IntegrationAdmin,
+        Role::Publisher,
+        Role::Viewer,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::IntegrationAdmin => "integration-admin",
+            Role::Publisher => "publisher",
+            Role::Viewer => "viewer",
+        }
+    }
+
+    /// Accepts a role's name: `admin`, `integration-admin`, `publisher`, `viewer`.
+    pub fn parse(text: &str) -> Result<Self, UnknownRole> {
+        Role::ALL
+            .into_iter()
+            .find(|role| role.as_str() == text)
+            .ok_or_else(|| UnknownRole(text.to_owned()))
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Text that names no role.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?} is not a role: expected admin, integration-admin, publisher or viewer")]
+pub struct UnknownRole(pub String);
+
+/// An API key as stored: never the key itself, only its digest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ApiKey {
+    pub tenant: TenantId,
+    pub id: ApiKeyId,
+    pub name: String,
+    pub role: Role,
+    /// Hex SHA-256 of the whole key.
+    #[serde(skip)]
+    pub key_hash: String,
+    /// The key's last four characters, to tell keys apart.
+    pub hint: String,
+    /// CIDRs the key may be used from; empty: anywhere.
+    pub allowed_networks: Vec<String>,
+    pub created_at: UnixMillis,
+    pub revoked_at: Option<UnixMillis>,
 }

@@ -91,16 +91,17 @@ async fn bench_backend(name: &str, backend: Backend, events: usize, seconds: u64
     let slack_body =
         Bytes::from(serde_json::to_vec(&preview["outcome"]["deliver"][0]["body"]).unwrap());
     let started = Instant::now();
+    let sink = Target::open(&receiver.url);
     post_concurrently(
         &client,
-        &receiver.url,
+        &sink,
         slack_body.clone(),
         events,
         BASELINE_CONCURRENCY,
     )
     .await;
     let baseline_rate = events as f64 / started.elapsed().as_secs_f64();
-    let baseline_latency = open_loop(&client, &receiver.url, &slack_body, seconds).await;
+    let baseline_latency = open_loop(&client, &sink, &slack_body, seconds).await;
 
     // Batch ingest: events and their delivery jobs on disk, no worker running.
     let batch = Bytes::from(
@@ -110,7 +111,7 @@ async fn bench_backend(name: &str, backend: Backend, events: usize, seconds: u64
     let batches = events.div_ceil(BATCH);
     post_concurrently(
         &client,
-        &format!("{}/v1/events/batch", weft.url),
+        &Target::weft(&weft, "/v1/events/batch"),
         batch,
         batches,
         PUBLISHERS,
@@ -131,7 +132,7 @@ async fn bench_backend(name: &str, backend: Backend, events: usize, seconds: u64
     // nothing to deliver, then while every event is also being delivered.
     let unsubscribed =
         json!({ "type": "stock.updated", "data": sample_event_json("stock.updated")["data"] });
-    let events_url = format!("{}/v1/events", weft.url);
+    let events_url = Target::weft(&weft, "/v1/events");
     let idle = open_loop(&client, &events_url, &to_bytes(&unsubscribed), seconds).await;
     let before = receiver.count();
     let delivering = open_loop(&client, &events_url, &to_bytes(&published), seconds).await;
@@ -203,11 +204,36 @@ fn http_client() -> HttpClient {
         .build_http()
 }
 
-async fn post(client: &HttpClient, url: &str, body: Bytes) -> u16 {
-    let request = hyper::Request::post(url)
-        .header("content-type", "application/json")
-        .body(Full::new(body))
-        .unwrap();
+/// Where requests go, and the credential they carry there (Weft's API wants
+/// one; the receiver takes none).
+#[derive(Clone)]
+struct Target {
+    url: String,
+    authorization: Option<String>,
+}
+
+impl Target {
+    fn open(url: &str) -> Self {
+        Self {
+            url: url.to_owned(),
+            authorization: None,
+        }
+    }
+
+    fn weft(weft: &TestWeft, path: &str) -> Self {
+        Self {
+            url: format!("{}{path}", weft.url),
+            authorization: weft.key.as_ref().map(|key| format!("Bearer {key}")),
+        }
+    }
+}
+
+async fn post(client: &HttpClient, target: &Target, body: Bytes) -> u16 {
+    let mut request = hyper::Request::post(&target.url).header("content-type", "application/json");
+    if let Some(authorization) = &target.authorization {
+        request = request.header("authorization", authorization);
+    }
+    let request = request.body(Full::new(body)).unwrap();
     let response = client.request(request).await.unwrap();
     let status = response.status().as_u16();
     response.into_body().collect().await.unwrap();
@@ -218,7 +244,7 @@ async fn post(client: &HttpClient, url: &str, body: Bytes) -> u16 {
 /// answer must be a success.
 async fn post_concurrently(
     client: &HttpClient,
-    url: &str,
+    target: &Target,
     body: Bytes,
     count: usize,
     concurrency: usize,
@@ -226,16 +252,20 @@ async fn post_concurrently(
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let mut posters = tokio::task::JoinSet::new();
     for _ in 0..concurrency {
-        let (client, url, body, next) = (
+        let (client, target, body, next) = (
             client.clone(),
-            url.to_owned(),
+            target.clone(),
             body.clone(),
             Arc::clone(&next),
         );
         posters.spawn(async move {
             while next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < count {
-                let status = post(&client, &url, body.clone()).await;
-                assert!((200..300).contains(&status), "{url} answered {status}");
+                let status = post(&client, &target, body.clone()).await;
+                assert!(
+                    (200..300).contains(&status),
+                    "{} answered {status}",
+                    target.url
+                );
             }
         });
     }
@@ -252,7 +282,7 @@ struct Latencies {
 /// Offers [`OFFERED_PER_SECOND`] posts of `body` for `seconds`, each sent on
 /// schedule whether or not earlier ones have been answered (an open loop, so a
 /// slow answer cannot hide by delaying the next request).
-async fn open_loop(client: &HttpClient, url: &str, body: &Bytes, seconds: u64) -> Latencies {
+async fn open_loop(client: &HttpClient, target: &Target, body: &Bytes, seconds: u64) -> Latencies {
     let per_tick = OFFERED_PER_SECOND / 1000;
     let mut ticker = tokio::time::interval(Duration::from_millis(1));
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
@@ -261,11 +291,15 @@ async fn open_loop(client: &HttpClient, url: &str, body: &Bytes, seconds: u64) -
     for _ in 0..seconds * 1000 {
         ticker.tick().await;
         for _ in 0..per_tick {
-            let (client, url, body) = (client.clone(), url.to_owned(), body.clone());
+            let (client, target, body) = (client.clone(), target.clone(), body.clone());
             requests.spawn(async move {
                 let sent = Instant::now();
-                let status = post(&client, &url, body).await;
-                assert!((200..300).contains(&status), "{url} answered {status}");
+                let status = post(&client, &target, body).await;
+                assert!(
+                    (200..300).contains(&status),
+                    "{} answered {status}",
+                    target.url
+                );
                 sent.elapsed()
             });
         }

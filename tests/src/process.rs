@@ -5,8 +5,13 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+/// The admin key the processes started here take from the environment.
+pub const BOOTSTRAP_KEY: &str = "weft_testbootstrapkey0123456789abcdefghijk";
+
 pub struct WeftProcess {
     pub url: String,
+    /// What it printed before it listened (a bootstrap key, say).
+    pub printed: Vec<String>,
     child: Child,
 }
 
@@ -18,11 +23,26 @@ impl WeftProcess {
         Self::start_with(database_url, workdir, &[])
     }
 
-    /// Like [`WeftProcess::start`], with more `weft serve` arguments.
+    /// Like [`WeftProcess::start`], with more `weft serve` arguments. A new
+    /// database gets [`BOOTSTRAP_KEY`] as its admin key.
     pub fn start_with(
         database_url: Option<&str>,
         workdir: &std::path::Path,
         args: &[&str],
+    ) -> Self {
+        Self::launch(database_url, workdir, args, Some(BOOTSTRAP_KEY))
+    }
+
+    /// Starts `weft serve` in `workdir` as someone who chose no bootstrap key.
+    pub fn start_without_chosen_key(workdir: &std::path::Path) -> Self {
+        Self::launch(None, workdir, &[], None)
+    }
+
+    fn launch(
+        database_url: Option<&str>,
+        workdir: &std::path::Path,
+        args: &[&str],
+        bootstrap_key: Option<&str>,
     ) -> Self {
         let mut command = Command::new(crate::weft_binary());
         command
@@ -30,6 +50,10 @@ impl WeftProcess {
             .args(args);
         if let Some(url) = database_url {
             command.args(["--database-url", url]);
+        }
+        command.env_remove("WEFT_BOOTSTRAP_ADMIN_KEY");
+        if let Some(key) = bootstrap_key {
+            command.env("WEFT_BOOTSTRAP_ADMIN_KEY", key);
         }
         let mut child = command
             .current_dir(workdir)
@@ -39,15 +63,28 @@ impl WeftProcess {
             .spawn()
             .unwrap();
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let first = lines.next().expect("weft serve printed nothing").unwrap();
-        let url = first
-            .split_whitespace()
-            .find(|word| word.starts_with("http://"))
-            .unwrap_or_else(|| panic!("no address in {first:?}"))
-            .to_owned();
+        let mut printed = Vec::new();
+        let url = loop {
+            let line = lines
+                .next()
+                .unwrap_or_else(|| panic!("weft serve stopped before it listened: {printed:?}"))
+                .unwrap();
+            if line.starts_with("weft listening on ") {
+                break line
+                    .split_whitespace()
+                    .find(|word| word.starts_with("http://"))
+                    .unwrap_or_else(|| panic!("no address in {line:?}"))
+                    .to_owned();
+            }
+            printed.push(line);
+        };
         // Keep draining stdout so the process never blocks on a full pipe.
         std::thread::spawn(move || for _ in lines {});
-        Self { url, child }
+        Self {
+            url,
+            printed,
+            child,
+        }
     }
 
     /// SIGKILL: no chance to flush or finish anything.

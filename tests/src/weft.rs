@@ -6,7 +6,8 @@ use serde_json::Value;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{Notify, watch};
-use weft_engine::api::{AppState, router};
+use weft_engine::api::{AppState, new_api_key, router};
+use weft_engine::auth::TokenIssuer;
 use weft_engine::delivery::HttpSender;
 use weft_engine::runtime::{PluginRuntime, RuntimeConfig};
 use weft_engine::store::Store;
@@ -106,8 +107,10 @@ impl std::ops::Deref for TestWeft {
 }
 
 /// A client of a running Weft's API, with helpers that read as one statement.
+/// It calls with its API key, if it has one.
 pub struct Api {
     pub url: String,
+    pub key: Option<String>,
     client: hyper_util::client::legacy::Client<
         hyper_util::client::legacy::connect::HttpConnector,
         http_body_util::Full<bytes::Bytes>,
@@ -125,6 +128,15 @@ impl TestWeft {
     /// Starts the API alone: events are captured, nothing is delivered until
     /// [`TestWeft::start_workers`].
     pub async fn start_without_workers(backend: Backend) -> Self {
+        Self::start_serving(backend, None).await
+    }
+
+    /// Starts the API alone, accepting the bearer tokens of `issuer` too.
+    pub async fn start_trusting(backend: Backend, issuer: TokenIssuer) -> Self {
+        Self::start_serving(backend, Some(issuer)).await
+    }
+
+    async fn start_serving(backend: Backend, issuer: Option<TokenIssuer>) -> Self {
         let database = TestDatabase::create(backend).await;
         let store = Store::connect(&database.url).await.unwrap();
         let runtime = Arc::new(PluginRuntime::new(RuntimeConfig::default()).unwrap());
@@ -133,17 +145,19 @@ impl TestWeft {
         let (stop, _) = watch::channel(false);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
-        let app = router(AppState::new(
-            store.clone(),
-            Arc::clone(&runtime),
-            Arc::clone(&wake),
-        ));
+        let mut state = AppState::new(store.clone(), Arc::clone(&runtime), Arc::clone(&wake));
+        if let Some(issuer) = issuer {
+            state = state.trusting(issuer);
+        }
+        let app = router(state);
         let server = tokio::spawn(async move {
+            let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
             axum::serve(listener, app).await.unwrap();
         });
+        let admin_key = make_key(&store, "default", "admin", &[]).await;
         Self {
             store,
-            api: Api::new(url),
+            api: Api::new(url).with_key(admin_key),
             runtime,
             sender: HttpSender::new().unwrap(),
             wake,
@@ -172,6 +186,17 @@ impl TestWeft {
         }
     }
 
+    /// A new API key of `tenant` in `role`, usable from `networks` (CIDRs;
+    /// none: anywhere).
+    pub async fn key(&self, tenant: &str, role: &str, networks: &[&str]) -> String {
+        make_key(&self.store, tenant, role, networks).await
+    }
+
+    /// A client calling as a new key of `tenant` in `role`.
+    pub async fn api_as(&self, tenant: &str, role: &str) -> Api {
+        Api::new(self.url.clone()).with_key(self.key(tenant, role, &[]).await)
+    }
+
     /// Stops the workers and the server, and drops the test database.
     pub async fn stop(self) {
         let _ = self.stop.send(true);
@@ -183,12 +208,38 @@ impl TestWeft {
     }
 }
 
+/// Stores a new API key, as `weft keys create` does, and returns it.
+async fn make_key(store: &Store, tenant: &str, role: &str, networks: &[&str]) -> String {
+    let tenant = weft_engine::model::TenantId::parse(tenant).unwrap();
+    let networks = networks.iter().map(|n| n.to_string()).collect();
+    let (key, issued) = new_api_key(&tenant, "test", role, networks).unwrap();
+    store.create_api_key(&key).await.unwrap();
+    issued.secret
+}
+
 impl Api {
+    /// A client that calls without a credential.
     pub fn new(url: String) -> Self {
         let client =
             hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
                 .build_http();
-        Self { url, client }
+        Self {
+            url,
+            key: None,
+            client,
+        }
+    }
+
+    /// The same API, called with `key`.
+    pub fn with_key(self, key: impl Into<String>) -> Self {
+        Self {
+            key: Some(key.into()),
+            ..self
+        }
+    }
+
+    fn authorization(&self) -> Option<String> {
+        self.key.as_ref().map(|key| format!("Bearer {key}"))
     }
 
     /// Calls the API; returns the status and the JSON body (Null when empty).
@@ -217,6 +268,9 @@ impl Api {
             .method(method)
             .uri(format!("{}{path}", self.url))
             .header("content-type", "application/json");
+        if let Some(authorization) = self.authorization() {
+            request = request.header("authorization", authorization);
+        }
         for (name, value) in headers {
             request = request.header(*name, *value);
         }
@@ -242,10 +296,14 @@ impl Api {
     /// Like [`Api::post`], but a connection failure is an error instead of a panic.
     pub async fn try_post(&self, path: &str, body: &Value) -> Result<(u16, Value), String> {
         use http_body_util::BodyExt;
-        let request = hyper::Request::builder()
+        let mut request = hyper::Request::builder()
             .method("POST")
             .uri(format!("{}{path}", self.url))
-            .header("content-type", "application/json")
+            .header("content-type", "application/json");
+        if let Some(authorization) = self.authorization() {
+            request = request.header("authorization", authorization);
+        }
+        let request = request
             .body(http_body_util::Full::new(bytes::Bytes::from(
                 serde_json::to_vec(body).unwrap(),
             )))
@@ -275,9 +333,13 @@ impl Api {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let authority = self.url.trim_start_matches("http://");
         let mut stream = tokio::net::TcpStream::connect(authority).await.unwrap();
+        let authorization = self
+            .authorization()
+            .map(|value| format!("authorization: {value}\r\n"))
+            .unwrap_or_default();
         let head = format!(
             "POST {path} HTTP/1.1\r\nhost: {authority}\r\ncontent-type: application/json\r\n\
-             content-length: {content_length}\r\nexpect: 100-continue\r\nconnection: close\r\n\r\n"
+             {authorization}content-length: {content_length}\r\nexpect: 100-continue\r\nconnection: close\r\n\r\n"
         );
         stream.write_all(head.as_bytes()).await.unwrap();
         let mut response = Vec::new();

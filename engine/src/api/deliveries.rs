@@ -1,6 +1,6 @@
 //! `/v1/deliveries`: the searchable history, each delivery's attempts, replay.
 
-use super::tenant::Tenant;
+use super::caller::{Caller, Configure, Read};
 use super::{ApiError, AppState};
 use crate::model::{
     DeliveryId, DeliveryStatus, EndpointId, EventId, SubscriptionId, TenantId, now_millis,
@@ -81,7 +81,7 @@ impl ListParams {
 
 async fn list(
     State(state): State<AppState>,
-    Tenant(tenant): Tenant,
+    Caller { tenant, .. }: Caller<Read>,
     Query(params): Query<ListParams>,
 ) -> Result<Json<Value>, ApiError> {
     let query = params.into_query()?;
@@ -101,7 +101,7 @@ async fn find_id(id: &str) -> Result<DeliveryId, ApiError> {
 
 async fn show(
     State(state): State<AppState>,
-    Tenant(tenant): Tenant,
+    Caller { tenant, .. }: Caller<Read>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let id = find_id(&id).await?;
@@ -116,7 +116,7 @@ async fn show(
 
 async fn attempts(
     State(state): State<AppState>,
-    Tenant(tenant): Tenant,
+    Caller { tenant, .. }: Caller<Read>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let id = find_id(&id).await?;
@@ -134,7 +134,7 @@ async fn exists(state: &AppState, tenant: &TenantId, id: &DeliveryId) -> Result<
 
 async fn replay(
     State(state): State<AppState>,
-    Tenant(tenant): Tenant,
+    Caller { tenant, .. }: Caller<Configure>,
     Path(id): Path<String>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let id = find_id(&id).await?;

@@ -3,8 +3,8 @@
 //! The signing secret is shown once, in the response that creates the endpoint
 //! (generated when none is given); afterwards only a hint of it.
 
+use super::caller::{Caller, Configure, Read};
 use super::error::parse_json;
-use super::tenant::Tenant;
 use super::{ApiError, AppState};
 use crate::model::{Endpoint, EndpointId, RetryPolicy, TenantId, now_millis};
 use axum::extract::{Path, State};
@@ -71,7 +71,7 @@ fn secret_hint(secret: &str) -> String {
 
 async fn create(
     State(state): State<AppState>,
-    Tenant(tenant): Tenant,
+    Caller { tenant, .. }: Caller<Configure>,
     body: Bytes,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let input: EndpointInput = parse_json(&body)?;
@@ -85,7 +85,7 @@ async fn create(
 
 async fn update(
     State(state): State<AppState>,
-    Tenant(tenant): Tenant,
+    Caller { tenant, .. }: Caller<Configure>,
     Path(id): Path<String>,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
@@ -105,7 +105,7 @@ async fn update(
 
 async fn list(
     State(state): State<AppState>,
-    Tenant(tenant): Tenant,
+    Caller { tenant, .. }: Caller<Read>,
 ) -> Result<Json<Value>, ApiError> {
     let endpoints: Vec<Value> = state
         .store
@@ -119,7 +119,7 @@ async fn list(
 
 async fn show(
     State(state): State<AppState>,
-    Tenant(tenant): Tenant,
+    Caller { tenant, .. }: Caller<Read>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     find(&state, &tenant, &id).await.map(|e| Json(view(&e)))
@@ -127,7 +127,7 @@ async fn show(
 
 async fn delete(
     State(state): State<AppState>,
-    Tenant(tenant): Tenant,
+    Caller { tenant, .. }: Caller<Configure>,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let endpoint = find(&state, &tenant, &id).await?;
@@ -238,7 +238,7 @@ fn check_url(url: &str) -> Result<(), String> {
 
 async fn replay_failed(
     State(state): State<AppState>,
-    Tenant(tenant): Tenant,
+    Caller { tenant, .. }: Caller<Configure>,
     Path(id): Path<String>,
     body: Bytes,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {

@@ -1,7 +1,7 @@
 //! `/v1/event-types`: the platform's built-in catalog and each tenant's own types.
 
+use super::caller::{Caller, Configure, Read};
 use super::error::parse_json;
-use super::tenant::Tenant;
 use super::{ApiError, AppState};
 use crate::model::now_millis;
 use crate::store::EventTypeRecord;
@@ -24,7 +24,7 @@ struct EventTypeInput {
 
 async fn list(
     State(state): State<AppState>,
-    Tenant(tenant): Tenant,
+    Caller { tenant, .. }: Caller<Read>,
 ) -> Result<Json<Value>, ApiError> {
     let builtin: Vec<Value> = state
         .catalog
@@ -45,7 +45,7 @@ async fn list(
 
 async fn show(
     State(state): State<AppState>,
-    Tenant(tenant): Tenant,
+    Caller { tenant, .. }: Caller<Read>,
     Path(name): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     if let Some(builtin) = state.catalog.get(&name) {
@@ -65,7 +65,7 @@ async fn show(
 
 async fn create(
     State(state): State<AppState>,
-    Tenant(tenant): Tenant,
+    Caller { tenant, .. }: Caller<Configure>,
     body: Bytes,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let input: EventTypeInput = parse_json(&body)?;

@@ -4,8 +4,8 @@
 //! transaction. The payload is validated against its type's schema first, and an
 //! `Idempotency-Key` (or a client-supplied id) makes a retried publish harmless.
 
+use super::caller::{Caller, Publish, Read};
 use super::error::parse_json;
-use super::tenant::Tenant;
 use super::text::check_idempotency_key;
 use super::{ApiError, AppState};
 use crate::model::{Event, EventId, TenantId, now_millis};
@@ -48,7 +48,7 @@ struct PublishedBatch {
 
 async fn publish(
     State(state): State<AppState>,
-    Tenant(tenant): Tenant,
+    Caller { tenant, .. }: Caller<Publish>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
@@ -63,7 +63,7 @@ async fn publish(
 
 async fn publish_batch(
     State(state): State<AppState>,
-    Tenant(tenant): Tenant,
+    Caller { tenant, .. }: Caller<Publish>,
     body: Bytes,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let batch: PublishedBatch = parse_json(&body)?;
@@ -92,7 +92,7 @@ async fn publish_batch(
 
 async fn get_event(
     State(state): State<AppState>,
-    Tenant(tenant): Tenant,
+    Caller { tenant, .. }: Caller<Read>,
     Path(id): Path<String>,
 ) -> Result<Json<Event>, ApiError> {
     let id = EventId::parse(&id).map_err(|e| ApiError::bad_request("invalid_id", e.to_string()))?;

@@ -1,10 +1,13 @@
 //! The HTTP API (axum): the only module that knows axum and the JSON wire types.
 //!
 //! Versioned under `/v1`, one file per resource with its router at the bottom.
-//! Every route is tenant-scoped through the [`tenant::Tenant`] extractor; every
-//! error is an [`ApiError`] problem document naming the field at fault.
+//! Every `/v1` route is authenticated, and each handler is tenant-scoped
+//! through the [`caller::Caller`] extractor, which names the access it needs;
+//! every error is an [`ApiError`] problem document naming the field at fault.
 
+mod api_keys;
 mod body_limit;
+mod caller;
 mod deliveries;
 mod endpoints;
 mod error;
@@ -13,12 +16,13 @@ mod events;
 mod openapi;
 mod plugins;
 mod subscriptions;
-mod tenant;
 mod text;
 
+pub use api_keys::new_api_key;
 pub use error::ApiError;
 pub use plugins::stored_plugin;
 
+use crate::auth::{Authenticator, TokenIssuer};
 use crate::pipeline::Catalog;
 use crate::runtime::PluginRuntime;
 use crate::store::{GroupCommit, Store};
@@ -39,6 +43,8 @@ pub struct AppState {
     pub catalog: &'static Catalog,
     /// Woken after an ingest so workers pick new deliveries up at once.
     pub wake: Arc<Notify>,
+    /// Turns each request's credential into its caller.
+    pub auth: Arc<Authenticator>,
     subscriptions: subscriptions::MatchCache,
     /// Concurrent publishes share transactions.
     capture: GroupCommit,
@@ -49,6 +55,7 @@ impl AppState {
     pub fn new(store: Store, plugins: Arc<PluginRuntime>, wake: Arc<Notify>) -> Self {
         Self {
             capture: GroupCommit::start(store.clone()),
+            auth: Arc::new(Authenticator::new(store.clone(), None)),
             store,
             plugins,
             catalog: Catalog::builtin(),
@@ -56,13 +63,19 @@ impl AppState {
             subscriptions: subscriptions::MatchCache::default(),
         }
     }
+
+    /// Also accepts the bearer tokens of `issuer`.
+    pub fn trusting(mut self, issuer: TokenIssuer) -> Self {
+        self.auth = Arc::new(Authenticator::new(self.store.clone(), Some(issuer)));
+        self
+    }
 }
 
-/// The whole API.
+/// The whole API. Serve it with its peers' addresses
+/// (`into_make_service_with_connect_info::<SocketAddr>()`): keys limited to
+/// some networks are refused without them.
 pub fn router(state: AppState) -> Router {
-    Router::new()
-        .route("/health", axum::routing::get(|| async { "ok" }))
-        .route("/openapi.json", axum::routing::get(openapi::document))
+    let authenticated = Router::new()
         .merge(events::routes())
         .merge(endpoints::routes())
         .merge(subscriptions::routes())
@@ -74,5 +87,14 @@ pub fn router(state: AppState) -> Router {
             body_limit::refuse_declared_oversize,
         ))
         .merge(plugins::routes())
+        .merge(api_keys::routes())
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            caller::authenticate,
+        ));
+    Router::new()
+        .route("/health", axum::routing::get(|| async { "ok" }))
+        .route("/openapi.json", axum::routing::get(openapi::document))
+        .merge(authenticated)
         .with_state(state)
 }

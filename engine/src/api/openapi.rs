@@ -6,9 +6,10 @@ use serde_json::{Value, json};
 fn operation(summary: &str, success: &str) -> Value {
     json!({
         "summary": summary,
-        "parameters": [{ "name": "weft-tenant", "in": "header", "required": false, "schema": { "type": "string" } }],
         "responses": {
             success: { "description": "success" },
+            "401": { "description": "no credential, or one that is not valid, revoked or expired" },
+            "403": { "description": "the caller's role lacks the access, or its key is used from outside its networks" },
             "4XX": { "description": "a problem document naming the field at fault",
                      "content": { "application/problem+json": { "schema": { "$ref": "#/components/schemas/Problem" } } } }
         }
@@ -40,9 +41,18 @@ pub async fn document() -> Json<Value> {
             "/v1/deliveries/{id}/attempts": { "get": operation("List a delivery's attempts", "200") },
             "/v1/deliveries/{id}/replay": { "post": operation("Deliver again", "202") },
             "/v1/plugins": { "get": operation("List plugins", "200"), "post": operation("Upload a plugin component (application/wasm)", "201") },
-            "/v1/plugins/{name}": { "get": operation("List a plugin's versions", "200") }
+            "/v1/plugins/{name}": { "get": operation("List a plugin's versions", "200") },
+            "/v1/api-keys": { "get": operation("List the tenant's API keys (admins)", "200"),
+                              "post": operation("Create an API key, shown once in the answer (admins)", "201") },
+            "/v1/api-keys/{id}": { "delete": operation("Revoke an API key (admins)", "200") }
         },
-        "components": { "schemas": { "Problem": {
+        "security": [{ "bearer": [] }],
+        "components": {
+          "securitySchemes": { "bearer": {
+            "type": "http", "scheme": "bearer",
+            "description": "An API key (`weft_…`: its tenant and role) or a JWT of the issuer `weft serve` trusts (tenant and role in its claims). Roles: admin (everything, keys included), integration-admin (configuration and replays, reads), publisher (publishes events only), viewer (reads)."
+          } },
+          "schemas": { "Problem": {
             "type": "object",
             "required": ["type", "title", "detail"],
             "properties": {

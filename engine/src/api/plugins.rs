@@ -1,7 +1,7 @@
 //! `/v1/plugins`: upload a component (validated: a component, a known world, a
 //! valid config schema), list what a tenant can attach.
 
-use super::tenant::Tenant;
+use super::caller::{Caller, Configure, Read};
 use super::{ApiError, AppState};
 use crate::model::{TenantId, now_millis};
 use crate::store::StoredPlugin;
@@ -18,7 +18,7 @@ pub const MAX_PLUGIN_BYTES: usize = 64 << 20;
 
 async fn upload(
     State(state): State<AppState>,
-    Tenant(tenant): Tenant,
+    Caller { tenant, .. }: Caller<Configure>,
     body: Bytes,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let plugins = state.plugins.clone();
@@ -66,7 +66,7 @@ fn describe(plugin: &crate::runtime::Plugin) -> Value {
 
 async fn list(
     State(state): State<AppState>,
-    Tenant(tenant): Tenant,
+    Caller { tenant, .. }: Caller<Read>,
 ) -> Result<Json<Value>, ApiError> {
     let plugins: Vec<Value> = state
         .store
@@ -80,7 +80,7 @@ async fn list(
 
 async fn versions(
     State(state): State<AppState>,
-    Tenant(tenant): Tenant,
+    Caller { tenant, .. }: Caller<Read>,
     Path(name): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let versions: Vec<Value> = state

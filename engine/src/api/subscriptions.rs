@@ -5,9 +5,9 @@
 //! the payload template, the ordering key, and each plugin's config against the
 //! schema the plugin declares. Any fault is a 422 naming the field.
 
+use super::caller::{Caller, Configure, Read};
 use super::error::parse_json;
 use super::events::PublishedEvent;
-use super::tenant::Tenant;
 use super::{ApiError, AppState};
 use crate::model::{
     Batching, Delivery, Event, EventId, PluginRef, Subscription, SubscriptionId, TenantId,
@@ -53,7 +53,7 @@ fn enabled_by_default() -> bool {
 
 async fn create(
     State(state): State<AppState>,
-    Tenant(tenant): Tenant,
+    Caller { tenant, .. }: Caller<Configure>,
     body: Bytes,
 ) -> Result<(StatusCode, Json<Subscription>), ApiError> {
     let input: SubscriptionInput = parse_json(&body)?;
@@ -72,7 +72,7 @@ async fn create(
 
 async fn update(
     State(state): State<AppState>,
-    Tenant(tenant): Tenant,
+    Caller { tenant, .. }: Caller<Configure>,
     Path(id): Path<String>,
     body: Bytes,
 ) -> Result<Json<Subscription>, ApiError> {
@@ -98,7 +98,7 @@ async fn update(
 
 async fn list(
     State(state): State<AppState>,
-    Tenant(tenant): Tenant,
+    Caller { tenant, .. }: Caller<Read>,
 ) -> Result<Json<Value>, ApiError> {
     let subscriptions = state.store.list_subscriptions(&tenant).await?;
     Ok(Json(serde_json::json!({ "subscriptions": subscriptions })))
@@ -106,7 +106,7 @@ async fn list(
 
 async fn show(
     State(state): State<AppState>,
-    Tenant(tenant): Tenant,
+    Caller { tenant, .. }: Caller<Read>,
     Path(id): Path<String>,
 ) -> Result<Json<Subscription>, ApiError> {
     find(&state, &tenant, &id).await.map(Json)
@@ -114,7 +114,7 @@ async fn show(
 
 async fn delete(
     State(state): State<AppState>,
-    Tenant(tenant): Tenant,
+    Caller { tenant, .. }: Caller<Configure>,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let subscription = find(&state, &tenant, &id).await?;
@@ -130,7 +130,7 @@ async fn delete(
 /// output. Nothing is stored or delivered.
 async fn preview(
     State(state): State<AppState>,
-    Tenant(tenant): Tenant,
+    Caller { tenant, .. }: Caller<Configure>,
     Path(id): Path<String>,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {

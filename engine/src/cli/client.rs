@@ -10,12 +10,12 @@ use serde_json::Value;
 
 pub struct ApiClient {
     base: String,
-    tenant: Option<String>,
+    api_key: Option<String>,
     http: Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>,
 }
 
 impl ApiClient {
-    pub fn new(base: &str, tenant: Option<String>) -> Result<Self> {
+    pub fn new(base: &str, api_key: Option<String>) -> Result<Self> {
         let https = hyper_rustls::HttpsConnectorBuilder::new()
             .with_native_roots()
             .context("cannot load the system's root certificates")?
@@ -24,7 +24,7 @@ impl ApiClient {
             .build();
         Ok(Self {
             base: base.trim_end_matches('/').to_owned(),
-            tenant,
+            api_key,
             http: Client::builder(TokioExecutor::new()).build(https),
         })
     }
@@ -37,8 +37,8 @@ impl ApiClient {
         if body.is_some() {
             request = request.header("content-type", "application/json");
         }
-        if let Some(tenant) = &self.tenant {
-            request = request.header("weft-tenant", tenant);
+        if let Some(key) = &self.api_key {
+            request = request.header("authorization", format!("Bearer {key}"));
         }
         let bytes = body
             .map(serde_json::to_vec)

@@ -2,6 +2,7 @@
 //! `main.rs` only sets up logging and calls [`run`].
 
 mod client;
+mod keys;
 mod plugin;
 mod remote;
 mod serve;
@@ -52,6 +53,9 @@ enum Command {
     /// Try plugins locally: inspect a component, run it on a sample event.
     #[command(subcommand)]
     Plugin(plugin::PluginCommand),
+    /// Make API keys straight in the database (a tenant's first admin key).
+    #[command(subcommand)]
+    Keys(keys::KeysCommand),
 }
 
 /// Runs the parsed command line; the exit code says how it went.
@@ -59,6 +63,7 @@ pub fn run(cli: Cli) -> ExitCode {
     let artifact_dir = cli.artifact_dir.or_else(default_artifact_dir);
     let result = match cli.command {
         Command::Plugin(command) => plugin::run(command, artifact_dir),
+        Command::Keys(command) => keys::run(command).map(|()| ExitCode::SUCCESS),
         Command::Serve(args) => serve::run(args, artifact_dir).map(|()| ExitCode::SUCCESS),
         Command::Apply { remote, args } => {
             remote::apply(&remote, &args).map(|()| ExitCode::SUCCESS)

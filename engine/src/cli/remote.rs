@@ -18,9 +18,9 @@ pub struct Remote {
         env = "WEFT_API_URL"
     )]
     pub api_url: String,
-    /// The tenant to act for.
-    #[arg(long, global = true, env = "WEFT_TENANT")]
-    pub tenant: Option<String>,
+    /// The API key to call it with (its tenant is the one acted for).
+    #[arg(long, global = true, env = "WEFT_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -75,7 +75,7 @@ pub fn apply(remote: &Remote, args: &ApplyArgs) -> Result<()> {
         .with_context(|| format!("cannot read {}", args.file.display()))?;
     let file = WebhooksFile::parse(&text, |name| std::env::var(name).ok())
         .with_context(|| format!("{} cannot be applied", args.file.display()))?;
-    let client = ApiClient::new(&remote.api_url, remote.tenant.clone())?;
+    let client = ApiClient::new(&remote.api_url, remote.api_key.clone())?;
     runtime()?.block_on(async {
         let endpoints = client.call("GET", "/v1/endpoints", None).await?;
         let subscriptions = client.call("GET", "/v1/subscriptions", None).await?;
@@ -141,20 +141,18 @@ pub fn events(remote: &Remote, command: &EventsCommand) -> Result<()> {
     if let Some(key) = idempotency_key {
         event["idempotency_key"] = json!(key);
     }
-    // Sample files name their tenant; the API takes it from the request instead.
-    let file_tenant = event.as_object_mut().and_then(|e| e.remove("tenant"));
-    let tenant = remote
-        .tenant
-        .clone()
-        .or_else(|| file_tenant.and_then(|t| t.as_str().map(str::to_owned)));
-    let client = ApiClient::new(&remote.api_url, tenant)?;
+    // Sample files name a tenant; the API key decides which one is acted for.
+    if let Some(event) = event.as_object_mut() {
+        event.remove("tenant");
+    }
+    let client = ApiClient::new(&remote.api_url, remote.api_key.clone())?;
     let accepted = runtime()?.block_on(client.call("POST", "/v1/events", Some(&event)))?;
     println!("{}", serde_json::to_string_pretty(&accepted)?);
     Ok(())
 }
 
 pub fn deliveries(remote: &Remote, command: &DeliveriesCommand) -> Result<()> {
-    let client = ApiClient::new(&remote.api_url, remote.tenant.clone())?;
+    let client = ApiClient::new(&remote.api_url, remote.api_key.clone())?;
     let shown = runtime()?.block_on(async {
         match command {
             DeliveriesCommand::List {

@@ -1,11 +1,13 @@
 //! `weft serve`: the HTTP API and the delivery workers in one process.
 
-use crate::api::{AppState, router};
+use crate::api::{AppState, new_api_key, router};
+use crate::auth::{self, TokenIssuer, TokenKey};
 use crate::delivery::HttpSender;
+use crate::model::{ApiKey, TenantId};
 use crate::runtime::{PluginRuntime, RuntimeConfig};
 use crate::store::Store;
 use crate::worker::{Worker, WorkerConfig};
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use clap::Args;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -31,6 +33,83 @@ pub struct ServeArgs {
     /// or a slow request may be sent twice.
     #[arg(long, default_value_t = WorkerConfig::default().lease.as_secs(), env = "WEFT_LEASE_SECONDS", value_name = "SECONDS")]
     pub lease_seconds: u64,
+    /// The admin key of tenant `default` on a database without keys; without
+    /// it, one is made and printed once. `weft_` and 32+ letters or digits.
+    #[arg(
+        long,
+        env = "WEFT_BOOTSTRAP_ADMIN_KEY",
+        hide_env_values = true,
+        value_name = "KEY"
+    )]
+    pub bootstrap_admin_key: Option<String>,
+    #[command(flatten)]
+    pub tokens: TokenArgs,
+}
+
+/// A token issuer whose bearer tokens (JWT) the API accepts besides API keys.
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Bearer tokens")]
+pub struct TokenArgs {
+    /// The audience (`aud`) tokens must be meant for; turns token checking on.
+    #[arg(long, env = "WEFT_TOKEN_AUDIENCE", value_name = "AUDIENCE")]
+    pub token_audience: Option<String>,
+    /// The issuer (`iss`) tokens must come from.
+    #[arg(long, env = "WEFT_TOKEN_ISSUER", value_name = "ISSUER")]
+    pub token_issuer: Option<String>,
+    /// The shared secret of HS256 tokens (at least 32 bytes).
+    #[arg(
+        long,
+        env = "WEFT_TOKEN_HS256_SECRET",
+        hide_env_values = true,
+        value_name = "SECRET",
+        conflicts_with = "token_rs256_public_key"
+    )]
+    pub token_hs256_secret: Option<String>,
+    /// The issuer's RSA public key (PEM file) for RS256 tokens.
+    #[arg(long, env = "WEFT_TOKEN_RS256_PUBLIC_KEY", value_name = "FILE")]
+    pub token_rs256_public_key: Option<PathBuf>,
+    /// The claim naming the caller's tenant.
+    #[arg(long, env = "WEFT_TOKEN_TENANT_CLAIM", default_value = "weft_tenant")]
+    pub token_tenant_claim: String,
+    /// The claim naming the caller's role.
+    #[arg(long, env = "WEFT_TOKEN_ROLE_CLAIM", default_value = "weft_role")]
+    pub token_role_claim: String,
+}
+
+impl TokenArgs {
+    /// The configured issuer, if any; a half-configured one is an error.
+    fn issuer(&self) -> Result<Option<TokenIssuer>> {
+        let key = match (&self.token_hs256_secret, &self.token_rs256_public_key) {
+            (Some(secret), None) => Some(TokenKey::Hs256(secret.as_bytes().to_vec())),
+            (None, Some(path)) => Some(TokenKey::Rs256Pem(std::fs::read(path).with_context(
+                || {
+                    format!(
+                        "cannot read the token issuer's public key {}",
+                        path.display()
+                    )
+                },
+            )?)),
+            _ => None,
+        };
+        match (key, &self.token_audience) {
+            (None, None) => Ok(None),
+            (Some(key), Some(audience)) => TokenIssuer::new(
+                &key,
+                audience,
+                self.token_issuer.as_deref(),
+                &self.token_tenant_claim,
+                &self.token_role_claim,
+            )
+            .map(Some)
+            .map_err(|error| anyhow::anyhow!("cannot trust the token issuer: {error}")),
+            (None, Some(_)) => bail!(
+                "--token-audience needs the key that verifies tokens: --token-hs256-secret or --token-rs256-public-key"
+            ),
+            (Some(_), None) => {
+                bail!("tokens need an audience to be checked against: --token-audience")
+            }
+        }
+    }
 }
 
 pub fn run(args: ServeArgs, artifact_dir: Option<PathBuf>) -> Result<()> {
@@ -42,9 +121,11 @@ pub fn run(args: ServeArgs, artifact_dir: Option<PathBuf>) -> Result<()> {
 }
 
 async fn serve(args: ServeArgs, artifact_dir: Option<PathBuf>) -> Result<()> {
+    let issuer = args.tokens.issuer()?;
     let store = Store::connect(&args.database_url)
         .await
         .with_context(|| format!("cannot open the database {}", args.database_url))?;
+    bootstrap_admin_key(&store, args.bootstrap_admin_key.as_deref()).await?;
     let runtime = Arc::new(PluginRuntime::new(RuntimeConfig {
         artifact_dir,
         ..RuntimeConfig::default()
@@ -77,16 +158,53 @@ async fn serve(args: ServeArgs, artifact_dir: Option<PathBuf>) -> Result<()> {
         "weft listening on http://{address} (database {})",
         args.database_url
     );
-    axum::serve(listener, router(AppState::new(store, runtime, wake)))
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .context("the HTTP server failed")?;
+    let mut state = AppState::new(store, runtime, wake);
+    if let Some(issuer) = issuer {
+        state = state.trusting(issuer);
+    }
+    axum::serve(
+        listener,
+        router(state).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown_signal())
+    .await
+    .context("the HTTP server failed")?;
     // Stop claiming; each worker records the batch it has in hand, then exits.
     let _ = stop.send(true);
     for worker in workers {
         let _ = worker.await;
     }
     println!("weft stopped");
+    Ok(())
+}
+
+/// Gives a database without keys its first: an admin key of tenant `default`,
+/// `chosen` or made here and printed once.
+async fn bootstrap_admin_key(store: &Store, chosen: Option<&str>) -> Result<()> {
+    let tenant = TenantId::parse("default").expect("a valid tenant name");
+    let (mut key, mut issued) = new_api_key(&tenant, "bootstrap admin", "admin", Vec::new())
+        .map_err(|error| anyhow::anyhow!(error.detail))?;
+    if let Some(chosen) = chosen {
+        issued = auth::issue_from(chosen).context("WEFT_BOOTSTRAP_ADMIN_KEY cannot be used")?;
+        key = ApiKey {
+            key_hash: issued.digest.clone(),
+            hint: issued.hint.clone(),
+            ..key
+        };
+    }
+    if !store.create_first_api_key(&key).await? {
+        return Ok(());
+    }
+    match chosen {
+        Some(_) => println!(
+            "the key in WEFT_BOOTSTRAP_ADMIN_KEY is now an admin key of tenant default ({})",
+            key.id
+        ),
+        None => println!(
+            "bootstrap admin key of tenant default, shown this once (keep it secret):\n  {}",
+            issued.secret
+        ),
+    }
     Ok(())
 }
 

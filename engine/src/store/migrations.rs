@@ -28,6 +28,11 @@ const SQLITE: &[MigrationFile] = &[
         "delivery queue",
         include_str!("../../migrations/sqlite/0004_delivery_queue.sql"),
     ),
+    (
+        5,
+        "api keys",
+        include_str!("../../migrations/sqlite/0005_api_keys.sql"),
+    ),
 ];
 
 const POSTGRES: &[MigrationFile] = &[
@@ -50,6 +55,11 @@ const POSTGRES: &[MigrationFile] = &[
         4,
         "delivery queue",
         include_str!("../../migrations/postgres/0004_delivery_queue.sql"),
+    ),
+    (
+        5,
+        "api keys",
+        include_str!("../../migrations/postgres/0005_api_keys.sql"),
     ),
 ];
 

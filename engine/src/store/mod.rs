@@ -17,6 +17,7 @@
 //! [`Store::claim_formed_batch`]). Several Weft nodes may share one
 //! PostgreSQL database: a row is leased to one of them at a time.
 
+mod api_keys;
 mod attempts;
 mod batches;
 mod database;

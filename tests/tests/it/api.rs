@@ -1,7 +1,7 @@
 //! The REST API's resources beyond the delivery path: plugins, custom event
-//! types, the delivery history's filters, bulk replay, redaction, tenants.
+//! types, the delivery history's filters, bulk replay, redaction.
 
-use serde_json::{Value, json};
+use serde_json::json;
 use std::time::Duration;
 use weft_tests::receiver::{Receiver, Reply};
 use weft_tests::weft::{BACKENDS, TestWeft};
@@ -12,12 +12,13 @@ const WAIT: Duration = Duration::from_secs(10);
 async fn plugins_are_validated_at_upload_and_listed() {
     for backend in BACKENDS {
         let weft = TestWeft::start(backend).await;
-        let (status, info) = weft
+        let acme = weft.api_as("acme", "integration-admin").await;
+        let (status, info) = acme
             .call_raw(
                 "POST",
                 "/v1/plugins",
                 weft_tests::guest_bytes("redact-pii"),
-                &[("weft-tenant", "acme")],
+                &[],
             )
             .await;
         assert_eq!(status, 201, "{info}");
@@ -40,9 +41,7 @@ async fn plugins_are_validated_at_upload_and_listed() {
                 "{problem}"
             );
         }
-        let (_, listed) = weft
-            .call("GET", "/v1/plugins", None, &[("weft-tenant", "acme")])
-            .await;
+        let (_, listed) = acme.get("/v1/plugins").await;
         let names: Vec<&str> = listed["plugins"]
             .as_array()
             .unwrap()
@@ -133,14 +132,8 @@ async fn a_tenant_adds_its_own_event_type_with_a_schema() {
             assert_eq!(problem["field"], field, "{problem}");
         }
         // Another tenant does not have it.
-        let (status, _) = weft
-            .call(
-                "GET",
-                "/v1/event-types/service_ticket.opened",
-                None,
-                &[("weft-tenant", "other")],
-            )
-            .await;
+        let other = weft.api_as("other", "viewer").await;
+        let (status, _) = other.get("/v1/event-types/service_ticket.opened").await;
         assert_eq!(status, 404);
         weft.stop().await;
     }
@@ -225,56 +218,6 @@ async fn the_history_filters_redacts_and_replays_an_endpoints_failures() {
             })
             .await;
         }
-        weft.stop().await;
-    }
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn tenants_never_see_each_others_objects() {
-    for backend in BACKENDS {
-        let weft = TestWeft::start(backend).await;
-        let receiver = Receiver::start().await;
-        let acme = [("weft-tenant", "acme")];
-        let globex = [("weft-tenant", "globex")];
-        let (_, endpoint) = weft
-            .call(
-                "POST",
-                "/v1/endpoints",
-                Some(&json!({ "name": "acme hook", "url": receiver.url })),
-                &acme,
-            )
-            .await;
-        let endpoint = endpoint["id"].as_str().unwrap().to_owned();
-        let (status, _) = weft
-            .call("GET", &format!("/v1/endpoints/{endpoint}"), None, &globex)
-            .await;
-        assert_eq!(status, 404);
-        let (_, listed) = weft.call("GET", "/v1/endpoints", None, &globex).await;
-        assert_eq!(listed["endpoints"], json!([]));
-        let (status, problem) = weft
-            .call(
-                "POST",
-                "/v1/subscriptions",
-                Some(&json!({ "name": "steal", "endpoint_id": endpoint, "event_types": ["*"] })),
-                &globex,
-            )
-            .await;
-        assert_eq!(
-            (status, problem["field"].clone()),
-            (422, json!("endpoint_id"))
-        );
-        let (status, problem) = weft
-            .call(
-                "GET",
-                "/v1/endpoints",
-                None,
-                &[("weft-tenant", "Not A Tenant")],
-            )
-            .await;
-        assert_eq!(
-            (status, problem["field"].clone()),
-            (400, Value::String("weft-tenant".into()))
-        );
         weft.stop().await;
     }
 }

@@ -1,6 +1,7 @@
 //! Weft's end-to-end tests: real components built from source, loaded and run by
 //! the real runtime and the real `weft` binary. One module per feature.
 
+mod access;
 mod api;
 mod batching;
 mod cli;

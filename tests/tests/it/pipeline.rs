@@ -460,6 +460,7 @@ async fn the_product_sheet_examples_apply_and_deliver() {
         let (shop, crm) = (Receiver::start().await, Receiver::start().await);
         let env = [
             ("WEFT_API_URL", weft.url.clone()),
+            ("WEFT_API_KEY", weft.key.clone().unwrap()),
             ("ECOMMERCE_WEBHOOK_URL", shop.url.clone()),
             ("ECOMMERCE_API_KEY", "ek_test_123".to_owned()),
             ("CRM_WEBHOOK_URL", crm.url.clone()),
@@ -676,16 +677,16 @@ async fn the_cli_sends_events_and_shows_and_replays_deliveries() {
     let (endpoint, _) = weft.endpoint(&receiver.url, 1).await;
     weft.subscription(&endpoint, json!({ "event_types": ["stock.updated"] }))
         .await;
-    let url = weft.url.clone();
+    let (url, key) = (weft.url.clone(), weft.key.clone().unwrap());
     let cli = move |args: Vec<String>| {
-        let url = url.clone();
+        let (url, key) = (url.clone(), key.clone());
         tokio::task::spawn_blocking(move || {
             let output = std::process::Command::new(weft_tests::weft_binary())
                 .args(&args)
                 .current_dir(weft_tests::repo_root())
                 .env("WEFT_API_URL", url)
-                // The sample file names tenant acme; this test's objects are the default tenant's.
-                .env("WEFT_TENANT", "default")
+                // The sample file names tenant acme; the key's tenant is the one acted for.
+                .env("WEFT_API_KEY", key)
                 .output()
                 .unwrap();
             assert!(

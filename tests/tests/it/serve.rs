@@ -5,7 +5,7 @@ use serde_json::{Value, json};
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use weft_tests::process::WeftProcess;
+use weft_tests::process::{BOOTSTRAP_KEY, WeftProcess};
 use weft_tests::receiver::Receiver;
 use weft_tests::weft::{Api, BACKENDS, TestDatabase};
 
@@ -16,7 +16,7 @@ async fn serve_needs_no_setup_and_stops_on_sigterm() {
     let weft = tokio::task::spawn_blocking(move || WeftProcess::start(None, &dir))
         .await
         .unwrap();
-    let api = Api::new(weft.url.clone());
+    let api = Api::new(weft.url.clone()).with_key(BOOTSTRAP_KEY);
     let (status, types) = api.get("/v1/event-types").await;
     assert_eq!(status, 200);
     assert!(types["event_types"].as_array().unwrap().len() >= 200);
@@ -31,6 +31,64 @@ async fn serve_needs_no_setup_and_stops_on_sigterm() {
         .await
         .unwrap();
     assert!(stopped, "weft serve should exit 0 on SIGTERM");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_installation_prints_its_admin_key_once_and_opens_nothing_else() {
+    let workdir = tempfile::tempdir().unwrap();
+    let start = || {
+        let dir = workdir.path().to_owned();
+        tokio::task::spawn_blocking(move || WeftProcess::start_without_chosen_key(&dir))
+    };
+    let weft = start().await.unwrap();
+    let key = weft
+        .printed
+        .iter()
+        .find_map(|line| {
+            line.trim()
+                .strip_prefix("weft_")
+                .map(|k| format!("weft_{k}"))
+        })
+        .unwrap_or_else(|| panic!("no key printed: {:?}", weft.printed));
+    let anonymous = Api::new(weft.url.clone());
+    assert_eq!(anonymous.get("/health").await.0, 200);
+    for path in [
+        "/v1/event-types",
+        "/v1/endpoints",
+        "/v1/deliveries",
+        "/v1/api-keys",
+    ] {
+        let (status, problem) = anonymous.get(path).await;
+        assert_eq!(status, 401, "{path}: {problem}");
+        assert_eq!(problem["type"], "unauthorized");
+    }
+    let admin = Api::new(weft.url.clone()).with_key(key.clone());
+    let (status, keys) = admin.get("/v1/api-keys").await;
+    assert_eq!(status, 200, "{keys}");
+    assert_eq!(keys["api_keys"][0]["role"], "admin");
+    assert_eq!(keys["api_keys"][0]["hint"], key[key.len() - 4..]);
+    let stopped = tokio::task::spawn_blocking(move || weft.terminate(Duration::from_secs(10)))
+        .await
+        .unwrap();
+    assert!(stopped);
+
+    let again = start().await.unwrap();
+    assert!(
+        again.printed.iter().all(|line| !line.contains("weft_")),
+        "a second start printed a key: {:?}",
+        again.printed
+    );
+    let admin = Api::new(again.url.clone()).with_key(key);
+    assert_eq!(admin.get("/v1/api-keys").await.0, 200);
+    let mut database = std::fs::read(workdir.path().join("weft.db")).unwrap();
+    database.extend(std::fs::read(workdir.path().join("weft.db-wal")).unwrap_or_default());
+    let printed_key = admin.key.clone().unwrap();
+    assert!(
+        !database
+            .windows(printed_key.len())
+            .any(|window| window == printed_key.as_bytes()),
+        "the key itself is stored"
+    );
 }
 
 /// Publishes batches of sales orders with unique ids until the server goes away;
@@ -74,7 +132,7 @@ async fn kill_9_during_a_load_loses_no_accepted_event() {
             tokio::task::spawn_blocking(move || WeftProcess::start_with(Some(&url), &dir, LEASE))
                 .await
                 .unwrap();
-        let api = Arc::new(Api::new(first.url.clone()));
+        let api = Arc::new(Api::new(first.url.clone()).with_key(BOOTSTRAP_KEY));
         let (endpoint, _) = api.endpoint(&receiver.url, 50).await;
         api.subscription(&endpoint, json!({ "event_types": ["sales_order.created"] }))
             .await;

@@ -1,0 +1,68 @@
+//! `weft keys create`: an API key made straight in the database, by whoever
+//! runs Weft. This is how a tenant gets its first admin key, and how an
+//! installation whose admin keys are all lost gets one back; admins manage
+//! further keys through the API.
+
+use crate::api::new_api_key;
+use crate::model::TenantId;
+use crate::store::Store;
+use anyhow::{Context, Result, anyhow};
+use clap::Subcommand;
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Make an API key and print it (once).
+    Create {
+        /// The database `weft serve` uses.
+        #[arg(long, default_value = "sqlite://weft.db", env = "WEFT_DATABASE_URL")]
+        database_url: String,
+        /// The tenant the key acts for (created by its first key).
+        #[arg(long)]
+        tenant: String,
+        /// admin, integration-admin, publisher or viewer.
+        #[arg(long)]
+        role: String,
+        /// What the key is for, to tell keys apart.
+        #[arg(long)]
+        name: String,
+        /// A network (CIDR) the key may be used from; repeat for several.
+        /// Without any, the key works from anywhere.
+        #[arg(long = "allow", value_name = "CIDR")]
+        allowed_networks: Vec<String>,
+    },
+}
+
+pub fn run(command: KeysCommand) -> Result<()> {
+    let KeysCommand::Create {
+        database_url,
+        tenant,
+        role,
+        name,
+        allowed_networks,
+    } = command;
+    let tenant = TenantId::parse(&tenant).context("--tenant")?;
+    let (key, issued) = new_api_key(&tenant, &name, &role, allowed_networks).map_err(|error| {
+        anyhow!(
+            "{}{}",
+            error.field.map(|f| format!("{f}: ")).unwrap_or_default(),
+            error.detail
+        )
+    })?;
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?
+        .block_on(async {
+            let store = Store::connect(&database_url)
+                .await
+                .with_context(|| format!("cannot open the database {database_url}"))?;
+            let created = store.create_api_key(&key).await;
+            store.close().await;
+            created.context("cannot store the key")
+        })?;
+    println!(
+        "{} key {} of tenant {tenant}, shown this once (keep it secret):\n  {}",
+        key.role, key.id, issued.secret
+    );
+    Ok(())
+}
