@@ -108,6 +108,30 @@ prefixed_id!(
     ApiKeyId, "key"
 );
 
+prefixed_id!(
+    /// An entry of a tenant's audit log.
+    AuditId, "aud"
+);
+
+impl AuditId {
+    /// A new id that sorts after every other this process made, even within
+    /// the same millisecond, so the log reads in the order things happened.
+    pub fn next() -> Self {
+        static GENERATOR: std::sync::LazyLock<std::sync::Mutex<ulid::Generator>> =
+            std::sync::LazyLock::new(|| std::sync::Mutex::new(ulid::Generator::new()));
+        let ulid = GENERATOR
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .generate()
+            .unwrap_or_else(|_| ulid::Ulid::new());
+        Self(format!(
+            "{}{}",
+            Self::PREFIX,
+            ulid.to_string().to_lowercase()
+        ))
+    }
+}
+
 /// The organisation an object belongs to. Tenants never see each other's objects.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(transparent)]
@@ -588,6 +612,83 @@ pub struct ApiKey {
     pub hint: String,
     /// CIDRs the key may be used from; empty: anywhere.
     pub allowed_networks: Vec<String>,
+    /// Publish requests a second the key may make; `None`: the server's default.
+    pub ingest_per_second: Option<u32>,
     pub created_at: UnixMillis,
     pub revoked_at: Option<UnixMillis>,
+}
+
+/// One line of a tenant's audit log: a change made through the API, or an
+/// access refused to a known credential.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AuditEntry {
+    pub tenant: TenantId,
+    pub id: AuditId,
+    pub at: UnixMillis,
+    /// The credential: `key_…`, or `token:<subject>`.
+    pub actor: String,
+    pub role: Role,
+    /// What was done or tried: `endpoint.create`, `api_key.revoke`,
+    /// `access.refused`, …
+    pub action: String,
+    /// The id or name of the object acted on.
+    pub object: Option<String>,
+    pub outcome: AuditOutcome,
+    pub detail: Option<String>,
+    /// The caller's address.
+    pub source: Option<String>,
+    /// The object before and after, as the API shows it (secrets as hints).
+    pub before: Option<serde_json::Value>,
+    pub after: Option<serde_json::Value>,
+}
+
+impl AuditEntry {
+    /// A change made by whoever runs Weft, from its command line (`how`:
+    /// `weft keys create`), with the powers of an admin.
+    pub fn by_operator(
+        tenant: &TenantId,
+        how: &str,
+        action: &str,
+        object: impl ToString,
+        after: Option<serde_json::Value>,
+    ) -> Self {
+        Self {
+            tenant: tenant.clone(),
+            id: AuditId::next(),
+            at: now_millis(),
+            actor: format!("operator:{how}"),
+            role: Role::Admin,
+            action: action.to_owned(),
+            object: Some(object.to_string()),
+            outcome: AuditOutcome::Done,
+            detail: None,
+            source: None,
+            before: None,
+            after,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuditOutcome {
+    Done,
+    Refused,
+}
+
+impl AuditOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuditOutcome::Done => "done",
+            AuditOutcome::Refused => "refused",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "done" => Some(AuditOutcome::Done),
+            "refused" => Some(AuditOutcome::Refused),
+            _ => None,
+        }
+    }
 }

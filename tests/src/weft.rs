@@ -6,7 +6,7 @@ use serde_json::Value;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{Notify, watch};
-use weft_engine::api::{AppState, new_api_key, router};
+use weft_engine::api::{AppState, NewApiKey, new_api_key, router};
 use weft_engine::auth::TokenIssuer;
 use weft_engine::delivery::HttpSender;
 use weft_engine::runtime::{PluginRuntime, RuntimeConfig};
@@ -154,7 +154,8 @@ impl TestWeft {
             let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
             axum::serve(listener, app).await.unwrap();
         });
-        let admin_key = make_key(&store, "default", "admin", &[]).await;
+        // The harness's own key publishes as fast as a test or benchmark asks.
+        let admin_key = make_key(&store, "default", "admin", &[], Some(1_000_000)).await;
         Self {
             store,
             api: Api::new(url).with_key(admin_key),
@@ -189,7 +190,13 @@ impl TestWeft {
     /// A new API key of `tenant` in `role`, usable from `networks` (CIDRs;
     /// none: anywhere).
     pub async fn key(&self, tenant: &str, role: &str, networks: &[&str]) -> String {
-        make_key(&self.store, tenant, role, networks).await
+        make_key(&self.store, tenant, role, networks, None).await
+    }
+
+    /// A new API key of `tenant` in `role` that may publish `per_second`
+    /// requests a second.
+    pub async fn key_limited(&self, tenant: &str, role: &str, per_second: u32) -> String {
+        make_key(&self.store, tenant, role, &[], Some(per_second)).await
     }
 
     /// A client calling as a new key of `tenant` in `role`.
@@ -209,10 +216,20 @@ impl TestWeft {
 }
 
 /// Stores a new API key, as `weft keys create` does, and returns it.
-async fn make_key(store: &Store, tenant: &str, role: &str, networks: &[&str]) -> String {
+async fn make_key(
+    store: &Store,
+    tenant: &str,
+    role: &str,
+    networks: &[&str],
+    ingest_per_second: Option<u32>,
+) -> String {
     let tenant = weft_engine::model::TenantId::parse(tenant).unwrap();
-    let networks = networks.iter().map(|n| n.to_string()).collect();
-    let (key, issued) = new_api_key(&tenant, "test", role, networks).unwrap();
+    let request = NewApiKey {
+        allowed_networks: networks.iter().map(|n| n.to_string()).collect(),
+        ingest_per_second,
+        ..NewApiKey::new("test", role)
+    };
+    let (key, issued) = new_api_key(&tenant, request).unwrap();
     store.create_api_key(&key).await.unwrap();
     issued.secret
 }
@@ -263,6 +280,27 @@ impl Api {
         body: Vec<u8>,
         headers: &[(&str, &str)],
     ) -> (u16, Value) {
+        let (status, _, value) = self.exchange(method, path, body, headers).await;
+        (status, value)
+    }
+
+    /// Like [`Api::post`], with the response's headers too.
+    pub async fn post_with_headers(
+        &self,
+        path: &str,
+        body: &Value,
+    ) -> (u16, hyper::HeaderMap, Value) {
+        self.exchange("POST", path, serde_json::to_vec(body).unwrap(), &[])
+            .await
+    }
+
+    async fn exchange(
+        &self,
+        method: &str,
+        path: &str,
+        body: Vec<u8>,
+        headers: &[(&str, &str)],
+    ) -> (u16, hyper::HeaderMap, Value) {
         use http_body_util::BodyExt;
         let mut request = hyper::Request::builder()
             .method(method)
@@ -284,13 +322,14 @@ impl Api {
             .await
             .unwrap();
         let status = response.status().as_u16();
+        let headers = response.headers().clone();
         let bytes = response.into_body().collect().await.unwrap().to_bytes();
         let value = if bytes.is_empty() {
             Value::Null
         } else {
             serde_json::from_slice(&bytes).unwrap_or(Value::Null)
         };
-        (status, value)
+        (status, headers, value)
     }
 
     /// Like [`Api::post`], but a connection failure is an error instead of a panic.

@@ -11,6 +11,7 @@ CREATE TABLE api_keys (
     key_hash         TEXT    NOT NULL, -- hex SHA-256 of the whole key
     hint             TEXT    NOT NULL,
     allowed_networks TEXT    NOT NULL, -- JSON array of CIDRs; empty: from anywhere
+    ingest_per_second BIGINT ,          -- publishes a second; NULL: the server's default
     created_at       BIGINT  NOT NULL,
     revoked_at       BIGINT,
     PRIMARY KEY (tenant, id)

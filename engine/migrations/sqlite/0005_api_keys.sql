@@ -11,6 +11,7 @@ CREATE TABLE api_keys (
     key_hash         TEXT    NOT NULL, -- hex SHA-256 of the whole key
     hint             TEXT    NOT NULL,
     allowed_networks TEXT    NOT NULL, -- JSON array of CIDRs; empty: from anywhere
+    ingest_per_second INTEGER,          -- publishes a second; NULL: the server's default
     created_at       INTEGER NOT NULL,
     revoked_at       INTEGER,
     PRIMARY KEY (tenant, id)

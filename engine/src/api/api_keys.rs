@@ -19,23 +19,44 @@ use serde_json::{Value, json};
 
 const MAX_NAME_CHARS: usize = 200;
 const MAX_NETWORKS: usize = 100;
+const MAX_INGEST_PER_SECOND: u32 = 1_000_000;
 
+/// What a new key is to be: the body of `POST /v1/api-keys`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct ApiKeyInput {
-    name: String,
-    role: String,
+pub struct NewApiKey {
+    pub name: String,
+    pub role: String,
     #[serde(default)]
-    allowed_networks: Vec<String>,
+    pub allowed_networks: Vec<String>,
+    /// Publish requests a second; without it, the server's default.
+    #[serde(default)]
+    pub ingest_per_second: Option<u32>,
+}
+
+impl NewApiKey {
+    /// A key named `name` in `role`, usable from anywhere, at the default rate.
+    pub fn new(name: &str, role: &str) -> Self {
+        Self {
+            name: name.to_owned(),
+            role: role.to_owned(),
+            allowed_networks: Vec::new(),
+            ingest_per_second: None,
+        }
+    }
 }
 
 /// A new key of `tenant`, checked; and the key itself, to show once.
 pub fn new_api_key(
     tenant: &TenantId,
-    name: &str,
-    role: &str,
-    allowed_networks: Vec<String>,
+    input: NewApiKey,
 ) -> Result<(ApiKey, auth::IssuedKey), ApiError> {
+    let NewApiKey {
+        name,
+        role,
+        allowed_networks,
+        ingest_per_second,
+    } = input;
     if name.trim().is_empty() || name.chars().count() > MAX_NAME_CHARS {
         return Err(ApiError::bad_request(
             "invalid_name",
@@ -43,7 +64,7 @@ pub fn new_api_key(
         )
         .at("name"));
     }
-    let role = Role::parse(role)
+    let role = Role::parse(&role)
         .map_err(|e| ApiError::bad_request("invalid_role", e.to_string()).at("role"))?;
     if allowed_networks.len() > MAX_NETWORKS {
         return Err(ApiError::bad_request(
@@ -54,6 +75,13 @@ pub fn new_api_key(
     }
     AllowedNetworks::parse(&allowed_networks)
         .map_err(|e| ApiError::bad_request("invalid_networks", e).at("allowed_networks"))?;
+    if ingest_per_second.is_some_and(|rate| rate == 0 || rate > MAX_INGEST_PER_SECOND) {
+        return Err(ApiError::bad_request(
+            "invalid_rate",
+            format!("ingest_per_second is 1 to {MAX_INGEST_PER_SECOND}"),
+        )
+        .at("ingest_per_second"));
+    }
     let issued = auth::issue();
     let key = ApiKey {
         tenant: tenant.clone(),
@@ -63,6 +91,7 @@ pub fn new_api_key(
         key_hash: issued.digest.clone(),
         hint: issued.hint.clone(),
         allowed_networks,
+        ingest_per_second,
         created_at: now_millis(),
         revoked_at: None,
     };
@@ -75,12 +104,12 @@ fn view(key: &ApiKey) -> Value {
 
 async fn create(
     State(state): State<AppState>,
-    Caller { tenant, .. }: Caller<Administer>,
+    caller: Caller<Administer>,
     body: Bytes,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let input: ApiKeyInput = parse_json(&body)?;
-    let (key, issued) = new_api_key(&tenant, &input.name, &input.role, input.allowed_networks)?;
-    state.store.create_api_key(&key).await?;
+    let (key, issued) = new_api_key(&caller.tenant, parse_json(&body)?)?;
+    let audit = caller.audit("api_key.create", &key.id, None, Some(view(&key)));
+    state.store.audited(audit).create_api_key(&key).await?;
     let mut shown = view(&key);
     shown["key"] = json!(issued.secret);
     Ok((StatusCode::CREATED, Json(shown)))
@@ -102,20 +131,20 @@ async fn list(
 
 async fn revoke(
     State(state): State<AppState>,
-    Caller {
-        tenant, principal, ..
-    }: Caller<Administer>,
+    caller: Caller<Administer>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let id = ApiKeyId::parse(&id).map_err(|_| ApiError::not_found("API key", &id))?;
-    if principal.credential == Credential::ApiKey(id.clone()) {
+    if caller.principal.credential == Credential::ApiKey(id.clone()) {
         return Err(ApiError::conflict(format!(
             "API key {id} is the key making this request: revoke it with another admin key"
         )));
     }
+    let audit = caller.audit("api_key.revoke", &id, None, None);
     let revoked = state
         .store
-        .revoke_api_key(&tenant, &id, now_millis())
+        .audited(audit)
+        .revoke_api_key(&caller.tenant, &id, now_millis())
         .await?;
     state.auth.forget(&revoked.key_hash).await;
     Ok(Json(view(&revoked)))

@@ -7,15 +7,16 @@
 //! the caller's tenant.
 
 use super::{ApiError, AppState};
-use crate::auth::{Access, AuthError, Principal};
-use crate::model::TenantId;
+use crate::auth::{Access, AuthError, Credential, Principal};
+use crate::model::{AuditEntry, AuditId, AuditOutcome, TenantId, now_millis};
 use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use serde_json::Value;
 use std::marker::PhantomData;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 /// Authenticates the request and records its [`Principal`] for the handler.
 pub async fn authenticate(
@@ -23,10 +24,7 @@ pub async fn authenticate(
     mut request: Request,
     next: Next,
 ) -> Response {
-    let peer = request
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|ConnectInfo(address)| address.ip());
+    let peer = peer_of(request.extensions());
     let authorization = request
         .headers()
         .get(header::AUTHORIZATION)
@@ -36,12 +34,34 @@ pub async fn authenticate(
             request.extensions_mut().insert(principal);
             next.run(request).await
         }
-        Err(refusal) => refused(refusal, &request),
+        Err(refusal) => {
+            let (method, path) = (request.method().clone(), request.uri().path().to_owned());
+            refused(&state, refusal, &method, &path, peer).await
+        }
     }
 }
 
-fn refused(refusal: AuthError, request: &Request) -> Response {
-    let (method, path) = (request.method(), request.uri().path());
+/// The address a request came from, when the server was told it.
+fn peer_of(extensions: &axum::http::Extensions) -> Option<IpAddr> {
+    extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(address)| address.ip())
+}
+
+async fn refused(
+    state: &AppState,
+    refusal: AuthError,
+    method: &axum::http::Method,
+    path: &str,
+    peer: Option<IpAddr>,
+) -> Response {
+    // A known key used wrongly goes in its tenant's audit log; a credential
+    // that names no tenant Weft can trust has no log to go in, only the trace.
+    if let AuthError::Revoked { principal } | AuthError::NetworkRefused { principal, .. } = &refusal
+    {
+        let detail = format!("{refusal}: {method} {path}");
+        record_refusal(state, principal, peer, detail).await;
+    }
     match refusal {
         AuthError::NetworkRefused { .. } => {
             tracing::warn!(%method, path, reason = %refusal, "request refused");
@@ -96,35 +116,111 @@ access_marker!(
 pub struct Caller<N: Needs> {
     pub tenant: TenantId,
     pub principal: Principal,
+    /// The address the request came from.
+    pub source: Option<IpAddr>,
     needs: PhantomData<N>,
 }
 
-impl<S: Send + Sync, N: Needs> FromRequestParts<S> for Caller<N> {
+impl<N: Needs> Caller<N> {
+    /// The audit entry of this caller's `action` on `object`, with the object
+    /// as the API shows it before and after.
+    pub fn audit(
+        &self,
+        action: &str,
+        object: impl ToString,
+        before: Option<Value>,
+        after: Option<Value>,
+    ) -> AuditEntry {
+        AuditEntry {
+            object: Some(object.to_string()),
+            before,
+            after,
+            ..entry(&self.principal, self.source, action, AuditOutcome::Done)
+        }
+    }
+}
+
+fn entry(
+    principal: &Principal,
+    source: Option<IpAddr>,
+    action: &str,
+    outcome: AuditOutcome,
+) -> AuditEntry {
+    AuditEntry {
+        tenant: principal.tenant.clone(),
+        id: AuditId::next(),
+        at: now_millis(),
+        actor: actor(&principal.credential),
+        role: principal.role,
+        action: action.to_owned(),
+        object: None,
+        outcome,
+        detail: None,
+        source: source.map(|ip| ip.to_canonical().to_string()),
+        before: None,
+        after: None,
+    }
+}
+
+/// How the audit log names a credential: `key_…`, or `token:<subject>`.
+pub fn actor(credential: &Credential) -> String {
+    match credential {
+        Credential::ApiKey(id) => id.to_string(),
+        Credential::Token {
+            subject: Some(subject),
+        } => format!("token:{subject}"),
+        Credential::Token { subject: None } => "token".to_owned(),
+    }
+}
+
+/// Records that `principal` was refused, saying why; a failure to record is
+/// logged, and the request is refused all the same.
+async fn record_refusal(
+    state: &AppState,
+    principal: &Principal,
+    source: Option<IpAddr>,
+    detail: String,
+) {
+    let entry = AuditEntry {
+        detail: Some(detail),
+        ..entry(principal, source, "access.refused", AuditOutcome::Refused)
+    };
+    if let Err(error) = state.store.record_audit(&entry).await {
+        tracing::error!(%error, "cannot record a refused access in the audit log");
+    }
+}
+
+impl<N: Needs> FromRequestParts<AppState> for Caller<N> {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let principal = parts
             .extensions
             .get::<Principal>()
             .cloned()
             .ok_or_else(|| ApiError::internal("this route is not behind authentication"))?;
+        let source = peer_of(&parts.extensions);
         if !N::ACCESS.granted_to(principal.role) {
+            let refusal = format!(
+                "the {} role may not {}",
+                principal.role,
+                N::ACCESS.describe()
+            );
             tracing::warn!(
                 method = %parts.method,
                 path = parts.uri.path(),
                 credential = %principal.credential,
-                role = %principal.role,
-                "request refused: role lacks access"
+                reason = refusal,
+                "request refused"
             );
-            return Err(ApiError::forbidden(format!(
-                "the {} role may not {}",
-                principal.role,
-                N::ACCESS.describe()
-            )));
+            let detail = format!("{refusal}: {} {}", parts.method, parts.uri.path());
+            record_refusal(state, &principal, source, detail).await;
+            return Err(ApiError::forbidden(refusal));
         }
         Ok(Self {
             tenant: principal.tenant.clone(),
             principal,
+            source,
             needs: PhantomData,
         })
     }

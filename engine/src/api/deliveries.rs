@@ -134,13 +134,15 @@ async fn exists(state: &AppState, tenant: &TenantId, id: &DeliveryId) -> Result<
 
 async fn replay(
     State(state): State<AppState>,
-    Caller { tenant, .. }: Caller<Configure>,
+    caller: Caller<Configure>,
     Path(id): Path<String>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let id = find_id(&id).await?;
+    let audit = caller.audit("delivery.replay", &id, None, None);
     let delivery = state
         .store
-        .replay_delivery(&tenant, &id, now_millis())
+        .audited(audit)
+        .replay_delivery(&caller.tenant, &id, now_millis())
         .await?
         .ok_or_else(|| ApiError::not_found("delivery", id.as_str()))?;
     state.wake.notify_waiters();

@@ -71,13 +71,25 @@ fn secret_hint(secret: &str) -> String {
 
 async fn create(
     State(state): State<AppState>,
-    Caller { tenant, .. }: Caller<Configure>,
+    caller: Caller<Configure>,
     body: Bytes,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let input: EndpointInput = parse_json(&body)?;
     let now = now_millis();
-    let endpoint = checked(&tenant, input, EndpointId::generate(), now, now, None)?;
-    state.store.create_endpoint(&endpoint).await?;
+    let endpoint = checked(
+        &caller.tenant,
+        input,
+        EndpointId::generate(),
+        now,
+        now,
+        None,
+    )?;
+    let audit = caller.audit("endpoint.create", &endpoint.id, None, Some(view(&endpoint)));
+    state
+        .store
+        .audited(audit)
+        .create_endpoint(&endpoint)
+        .await?;
     let mut shown = view(&endpoint);
     shown["secret"] = json!(endpoint.secret);
     Ok((StatusCode::CREATED, Json(shown)))
@@ -85,21 +97,32 @@ async fn create(
 
 async fn update(
     State(state): State<AppState>,
-    Caller { tenant, .. }: Caller<Configure>,
+    caller: Caller<Configure>,
     Path(id): Path<String>,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    let existing = find(&state, &tenant, &id).await?;
+    let existing = find(&state, &caller.tenant, &id).await?;
     let input: EndpointInput = parse_json(&body)?;
+    let before = view(&existing);
     let endpoint = checked(
-        &tenant,
+        &caller.tenant,
         input,
         existing.id,
         existing.created_at,
         now_millis(),
         Some(existing.secret),
     )?;
-    state.store.update_endpoint(&endpoint).await?;
+    let audit = caller.audit(
+        "endpoint.update",
+        &endpoint.id,
+        Some(before),
+        Some(view(&endpoint)),
+    );
+    state
+        .store
+        .audited(audit)
+        .update_endpoint(&endpoint)
+        .await?;
     Ok(Json(view(&endpoint)))
 }
 
@@ -127,11 +150,16 @@ async fn show(
 
 async fn delete(
     State(state): State<AppState>,
-    Caller { tenant, .. }: Caller<Configure>,
+    caller: Caller<Configure>,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let endpoint = find(&state, &tenant, &id).await?;
-    state.store.delete_endpoint(&tenant, &endpoint.id).await?;
+    let endpoint = find(&state, &caller.tenant, &id).await?;
+    let audit = caller.audit("endpoint.delete", &endpoint.id, Some(view(&endpoint)), None);
+    state
+        .store
+        .audited(audit)
+        .delete_endpoint(&caller.tenant, &endpoint.id)
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -238,7 +266,7 @@ fn check_url(url: &str) -> Result<(), String> {
 
 async fn replay_failed(
     State(state): State<AppState>,
-    Caller { tenant, .. }: Caller<Configure>,
+    caller: Caller<Configure>,
     Path(id): Path<String>,
     body: Bytes,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
@@ -248,7 +276,7 @@ async fn replay_failed(
         since: Option<i64>,
         until: Option<i64>,
     }
-    let endpoint = find(&state, &tenant, &id).await?;
+    let endpoint = find(&state, &caller.tenant, &id).await?;
     let window: Window = if body.is_empty() {
         Window {
             since: None,
@@ -257,15 +285,17 @@ async fn replay_failed(
     } else {
         parse_json(&body)?
     };
+    let (since, until) = (window.since.unwrap_or(0), window.until.unwrap_or(i64::MAX));
+    let audit = caller.audit(
+        "endpoint.replay_failed",
+        &endpoint.id,
+        None,
+        Some(json!({ "since": since, "until": until })),
+    );
     let replayed = state
         .store
-        .replay_failed(
-            &tenant,
-            &endpoint.id,
-            window.since.unwrap_or(0),
-            window.until.unwrap_or(i64::MAX),
-            now_millis(),
-        )
+        .audited(audit)
+        .replay_failed(&caller.tenant, &endpoint.id, since, until, now_millis())
         .await?;
     state.wake.notify_waiters();
     Ok((StatusCode::ACCEPTED, Json(json!({ "replayed": replayed }))))

@@ -20,6 +20,9 @@ pub struct ApiError {
     /// Every violation, for schema errors.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<String>,
+    /// Seconds to wait before trying again (`Retry-After`), for 429.
+    #[serde(skip)]
+    pub retry_after: Option<u32>,
 }
 
 impl ApiError {
@@ -36,6 +39,7 @@ impl ApiError {
             detail: detail.into(),
             field: None,
             errors: Vec::new(),
+            retry_after: None,
         }
     }
 
@@ -59,6 +63,20 @@ impl ApiError {
             "Unauthorized",
             detail,
         )
+    }
+
+    /// 429, with how long to wait: rounded up to whole seconds, at least one.
+    pub fn too_many_requests(detail: impl Into<String>, wait: std::time::Duration) -> Self {
+        let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        Self {
+            retry_after: Some(u32::try_from(seconds).unwrap_or(u32::MAX).max(1)),
+            ..Self::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                "Too many requests",
+                detail,
+            )
+        }
     }
 
     pub fn forbidden(detail: impl Into<String>) -> Self {
@@ -123,12 +141,18 @@ impl IntoResponse for ApiError {
             tracing::error!(code = self.code, detail = %self.detail, "request failed");
         }
         let body = serde_json::to_vec(&self).unwrap_or_default();
-        (
+        let mut response = (
             self.status,
             [("content-type", "application/problem+json")],
             body,
         )
-            .into_response()
+            .into_response();
+        if let Some(seconds) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, seconds.into());
+        }
+        response
     }
 }
 

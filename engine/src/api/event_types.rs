@@ -65,7 +65,7 @@ async fn show(
 
 async fn create(
     State(state): State<AppState>,
-    Caller { tenant, .. }: Caller<Configure>,
+    caller: Caller<Configure>,
     body: Bytes,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let input: EventTypeInput = parse_json(&body)?;
@@ -84,7 +84,17 @@ async fn create(
         schema: input.schema,
         created_at: now_millis(),
     };
-    state.store.put_event_type(&tenant, &record).await?;
+    let audit = caller.audit(
+        "event_type.put",
+        &record.name,
+        None,
+        Some(json!({ "name": record.name, "description": record.description, "schema": record.schema })),
+    );
+    state
+        .store
+        .audited(audit)
+        .put_event_type(&caller.tenant, &record)
+        .await?;
     Ok((
         StatusCode::CREATED,
         Json(json!({ "name": record.name, "builtin": false })),

@@ -46,12 +46,31 @@ struct PublishedBatch {
     events: Vec<PublishedEvent>,
 }
 
+impl AppState {
+    /// Takes one publish from the caller's allowance (429 with `Retry-After`
+    /// when it is spent) and returns the tenant to publish for.
+    fn admit(&self, caller: Caller<Publish>) -> Result<TenantId, ApiError> {
+        self.ingest.admit(&caller.principal).map_err(|wait| {
+            ApiError::too_many_requests(
+                format!(
+                    "{} publishes faster than it may: try again in {} ms",
+                    caller.principal.credential,
+                    wait.as_millis()
+                ),
+                wait,
+            )
+        })?;
+        Ok(caller.tenant)
+    }
+}
+
 async fn publish(
     State(state): State<AppState>,
-    Caller { tenant, .. }: Caller<Publish>,
+    caller: Caller<Publish>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let tenant = state.admit(caller)?;
     let mut published: PublishedEvent = parse_json(&body)?;
     if published.idempotency_key.is_none() {
         published.idempotency_key = idempotency_header(&headers)?;
@@ -63,9 +82,10 @@ async fn publish(
 
 async fn publish_batch(
     State(state): State<AppState>,
-    Caller { tenant, .. }: Caller<Publish>,
+    caller: Caller<Publish>,
     body: Bytes,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let tenant = state.admit(caller)?;
     let batch: PublishedBatch = parse_json(&body)?;
     if batch.events.is_empty() || batch.events.len() > MAX_BATCH_EVENTS {
         return Err(ApiError::unprocessable(

@@ -6,6 +6,7 @@
 //! every error is an [`ApiError`] problem document naming the field at fault.
 
 mod api_keys;
+mod audit;
 mod body_limit;
 mod caller;
 mod deliveries;
@@ -18,11 +19,11 @@ mod plugins;
 mod subscriptions;
 mod text;
 
-pub use api_keys::new_api_key;
+pub use api_keys::{NewApiKey, new_api_key};
 pub use error::ApiError;
 pub use plugins::stored_plugin;
 
-use crate::auth::{Authenticator, TokenIssuer};
+use crate::auth::{Authenticator, DEFAULT_INGEST_PER_SECOND, IngestLimits, TokenIssuer};
 use crate::pipeline::Catalog;
 use crate::runtime::PluginRuntime;
 use crate::store::{GroupCommit, Store};
@@ -45,6 +46,8 @@ pub struct AppState {
     pub wake: Arc<Notify>,
     /// Turns each request's credential into its caller.
     pub auth: Arc<Authenticator>,
+    /// How fast each credential may publish.
+    ingest: Arc<IngestLimits>,
     subscriptions: subscriptions::MatchCache,
     /// Concurrent publishes share transactions.
     capture: GroupCommit,
@@ -56,12 +59,20 @@ impl AppState {
         Self {
             capture: GroupCommit::start(store.clone()),
             auth: Arc::new(Authenticator::new(store.clone(), None)),
+            ingest: Arc::new(IngestLimits::new(DEFAULT_INGEST_PER_SECOND)),
             store,
             plugins,
             catalog: Catalog::builtin(),
             wake,
             subscriptions: subscriptions::MatchCache::default(),
         }
+    }
+
+    /// Lets credentials without a rate of their own publish `per_second`
+    /// requests a second.
+    pub fn limiting_ingest(mut self, per_second: u32) -> Self {
+        self.ingest = Arc::new(IngestLimits::new(per_second));
+        self
     }
 
     /// Also accepts the bearer tokens of `issuer`.
@@ -88,6 +99,7 @@ pub fn router(state: AppState) -> Router {
         ))
         .merge(plugins::routes())
         .merge(api_keys::routes())
+        .merge(audit::routes())
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             caller::authenticate,

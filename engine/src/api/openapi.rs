@@ -44,7 +44,8 @@ pub async fn document() -> Json<Value> {
             "/v1/plugins/{name}": { "get": operation("List a plugin's versions", "200") },
             "/v1/api-keys": { "get": operation("List the tenant's API keys (admins)", "200"),
                               "post": operation("Create an API key, shown once in the answer (admins)", "201") },
-            "/v1/api-keys/{id}": { "delete": operation("Revoke an API key (admins)", "200") }
+            "/v1/api-keys/{id}": { "delete": operation("Revoke an API key (admins)", "200") },
+            "/v1/audit": { "get": operation("Search the audit log by action, actor, object, outcome, time (admins)", "200") }
         },
         "security": [{ "bearer": [] }],
         "components": {

@@ -18,7 +18,7 @@ pub const MAX_PLUGIN_BYTES: usize = 64 << 20;
 
 async fn upload(
     State(state): State<AppState>,
-    Caller { tenant, .. }: Caller<Configure>,
+    caller: Caller<Configure>,
     body: Bytes,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let plugins = state.plugins.clone();
@@ -28,8 +28,10 @@ async fn upload(
         .await
         .map_err(|e| ApiError::internal(e.to_string()))?
         .map_err(|e| ApiError::unprocessable("invalid_plugin", format!("the upload {e}")))?;
-    let stored = stored_plugin(Some(tenant), &plugin, body.to_vec());
-    state.store.put_plugin(&stored).await?;
+    let stored = stored_plugin(Some(caller.tenant.clone()), &plugin, body.to_vec());
+    let object = format!("{}@{}", stored.name, stored.version);
+    let audit = caller.audit("plugin.upload", object, None, Some(stored.info.clone()));
+    state.store.audited(audit).put_plugin(&stored).await?;
     Ok((StatusCode::CREATED, Json(stored.info)))
 }
 

@@ -51,48 +51,68 @@ fn enabled_by_default() -> bool {
     true
 }
 
+/// A subscription as the audit log keeps it.
+fn view(subscription: &Subscription) -> Value {
+    serde_json::to_value(subscription).unwrap_or_default()
+}
+
 async fn create(
     State(state): State<AppState>,
-    Caller { tenant, .. }: Caller<Configure>,
+    caller: Caller<Configure>,
     body: Bytes,
 ) -> Result<(StatusCode, Json<Subscription>), ApiError> {
     let input: SubscriptionInput = parse_json(&body)?;
     let now = now_millis();
     let subscription = state
-        .checked(&tenant, input, SubscriptionId::generate(), now, now)
+        .checked(&caller.tenant, input, SubscriptionId::generate(), now, now)
         .await?;
+    let audit = caller.audit(
+        "subscription.create",
+        &subscription.id,
+        None,
+        Some(view(&subscription)),
+    );
     state
         .store
+        .audited(audit)
         .create_subscription(&subscription)
         .await
         .map_err(endpoint_field)?;
-    state.subscriptions.invalidate(&tenant);
+    state.subscriptions.invalidate(&caller.tenant);
     Ok((StatusCode::CREATED, Json(subscription)))
 }
 
 async fn update(
     State(state): State<AppState>,
-    Caller { tenant, .. }: Caller<Configure>,
+    caller: Caller<Configure>,
     Path(id): Path<String>,
     body: Bytes,
 ) -> Result<Json<Subscription>, ApiError> {
-    let existing = find(&state, &tenant, &id).await?;
+    let existing = find(&state, &caller.tenant, &id).await?;
     let input: SubscriptionInput = parse_json(&body)?;
+    let before = view(&existing);
     let subscription = state
         .checked(
-            &tenant,
+            &caller.tenant,
             input,
             existing.id,
             existing.created_at,
             now_millis(),
         )
         .await?;
+    let audit = caller.audit(
+        "subscription.update",
+        &subscription.id,
+        Some(before),
+        Some(view(&subscription)),
+    );
     state
         .store
+        .audited(audit)
         .update_subscription(&subscription)
         .await
         .map_err(endpoint_field)?;
-    state.subscriptions.invalidate(&tenant);
+    state.subscriptions.invalidate(&caller.tenant);
     Ok(Json(subscription))
 }
 
@@ -114,15 +134,22 @@ async fn show(
 
 async fn delete(
     State(state): State<AppState>,
-    Caller { tenant, .. }: Caller<Configure>,
+    caller: Caller<Configure>,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let subscription = find(&state, &tenant, &id).await?;
+    let subscription = find(&state, &caller.tenant, &id).await?;
+    let audit = caller.audit(
+        "subscription.delete",
+        &subscription.id,
+        Some(view(&subscription)),
+        None,
+    );
     state
         .store
-        .delete_subscription(&tenant, &subscription.id)
+        .audited(audit)
+        .delete_subscription(&caller.tenant, &subscription.id)
         .await?;
-    state.subscriptions.invalidate(&tenant);
+    state.subscriptions.invalidate(&caller.tenant);
     Ok(StatusCode::NO_CONTENT)
 }
 

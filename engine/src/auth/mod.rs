@@ -6,10 +6,12 @@
 //! an [`AuthError`] that says why not.
 
 mod api_keys;
+mod ingest;
 mod networks;
 mod tokens;
 
 pub use api_keys::{InvalidKey, IssuedKey, digest, issue, issue_from};
+pub use ingest::{DEFAULT_INGEST_PER_SECOND, IngestLimits};
 pub use networks::AllowedNetworks;
 pub use tokens::{TokenIssuer, TokenKey};
 
@@ -55,13 +57,13 @@ impl Access {
             Access::Read => "read this tenant's objects",
             Access::Publish => "publish events",
             Access::Configure => "change this tenant's configuration",
-            Access::Administer => "manage API keys",
+            Access::Administer => "manage API keys or read the audit log",
         }
     }
 }
 
 /// What proved the caller's identity.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Credential {
     ApiKey(ApiKeyId),
     /// A bearer token of the configured issuer, with its `sub` claim if any.
@@ -88,6 +90,8 @@ pub struct Principal {
     pub tenant: TenantId,
     pub role: Role,
     pub credential: Credential,
+    /// Publish requests a second it may make; `None`: the server's default.
+    pub ingest_per_second: Option<u32>,
 }
 
 /// Why a request is not authenticated.
@@ -99,13 +103,16 @@ pub enum AuthError {
     NotBearer,
     #[error("the API key is not valid")]
     UnknownKey,
-    #[error("API key {0} was revoked")]
-    Revoked(ApiKeyId),
+    #[error("{} was revoked", principal.credential)]
+    Revoked { principal: Principal },
     #[error("the bearer token is refused: {0}")]
     BadToken(String),
     /// The key is valid, but not from where the request came.
-    #[error("API key {key} may not be used from {}", from.map_or("an unknown address".to_owned(), |ip| ip.to_string()))]
-    NetworkRefused { key: ApiKeyId, from: Option<IpAddr> },
+    #[error("{} may not be used from {}", principal.credential, from.map_or("an unknown address".to_owned(), |ip| ip.to_canonical().to_string()))]
+    NetworkRefused {
+        principal: Principal,
+        from: Option<IpAddr>,
+    },
     #[error("cannot check the credential: {0}")]
     Unavailable(String),
 }
@@ -175,20 +182,22 @@ impl Authenticator {
             .map_err(|error| AuthError::Unavailable(error.to_string()))?
             .ok_or(AuthError::UnknownKey)?;
         let key = &known.key;
-        if key.revoked_at.is_some() {
-            return Err(AuthError::Revoked(key.id.clone()));
-        }
-        if !known.networks.permits(peer) {
-            return Err(AuthError::NetworkRefused {
-                key: key.id.clone(),
-                from: peer,
-            });
-        }
-        Ok(Principal {
+        let principal = Principal {
             tenant: key.tenant.clone(),
             role: key.role,
             credential: Credential::ApiKey(key.id.clone()),
-        })
+            ingest_per_second: key.ingest_per_second,
+        };
+        if key.revoked_at.is_some() {
+            return Err(AuthError::Revoked { principal });
+        }
+        if !known.networks.permits(peer) {
+            return Err(AuthError::NetworkRefused {
+                principal,
+                from: peer,
+            });
+        }
+        Ok(principal)
     }
 
     /// Forgets what this node knows of the key with digest `key_hash`, after

@@ -113,6 +113,7 @@ impl TokenIssuer {
             credential: Credential::Token {
                 subject: claims.get("sub").and_then(Value::as_str).map(str::to_owned),
             },
+            ingest_per_second: None,
         })
     }
 }

@@ -3,8 +3,8 @@
 //! installation whose admin keys are all lost gets one back; admins manage
 //! further keys through the API.
 
-use crate::api::new_api_key;
-use crate::model::TenantId;
+use crate::api::{NewApiKey, new_api_key};
+use crate::model::{AuditEntry, TenantId};
 use crate::store::Store;
 use anyhow::{Context, Result, anyhow};
 use clap::Subcommand;
@@ -29,6 +29,9 @@ pub enum KeysCommand {
         /// Without any, the key works from anywhere.
         #[arg(long = "allow", value_name = "CIDR")]
         allowed_networks: Vec<String>,
+        /// Publish requests a second the key may make (default: the server's).
+        #[arg(long, value_name = "REQUESTS")]
+        ingest_per_second: Option<u32>,
     },
 }
 
@@ -39,9 +42,16 @@ pub fn run(command: KeysCommand) -> Result<()> {
         role,
         name,
         allowed_networks,
+        ingest_per_second,
     } = command;
     let tenant = TenantId::parse(&tenant).context("--tenant")?;
-    let (key, issued) = new_api_key(&tenant, &name, &role, allowed_networks).map_err(|error| {
+    let request = NewApiKey {
+        name,
+        role,
+        allowed_networks,
+        ingest_per_second,
+    };
+    let (key, issued) = new_api_key(&tenant, request).map_err(|error| {
         anyhow!(
             "{}{}",
             error.field.map(|f| format!("{f}: ")).unwrap_or_default(),
@@ -56,7 +66,14 @@ pub fn run(command: KeysCommand) -> Result<()> {
             let store = Store::connect(&database_url)
                 .await
                 .with_context(|| format!("cannot open the database {database_url}"))?;
-            let created = store.create_api_key(&key).await;
+            let audit = AuditEntry::by_operator(
+                &key.tenant,
+                "weft keys create",
+                "api_key.create",
+                &key.id,
+                serde_json::to_value(&key).ok(),
+            );
+            let created = store.audited(audit).create_api_key(&key).await;
             store.close().await;
             created.context("cannot store the key")
         })?;

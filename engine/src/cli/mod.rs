@@ -53,6 +53,13 @@ enum Command {
     /// Try plugins locally: inspect a component, run it on a sample event.
     #[command(subcommand)]
     Plugin(plugin::PluginCommand),
+    /// Search the tenant's audit log (admin keys): changes and refused access.
+    Audit {
+        #[command(flatten)]
+        remote: remote::Remote,
+        #[command(flatten)]
+        args: remote::AuditArgs,
+    },
     /// Make API keys straight in the database (a tenant's first admin key).
     #[command(subcommand)]
     Keys(keys::KeysCommand),
@@ -64,6 +71,9 @@ pub fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
         Command::Plugin(command) => plugin::run(command, artifact_dir),
         Command::Keys(command) => keys::run(command).map(|()| ExitCode::SUCCESS),
+        Command::Audit { remote, args } => {
+            remote::audit(&remote, &args).map(|()| ExitCode::SUCCESS)
+        }
         Command::Serve(args) => serve::run(args, artifact_dir).map(|()| ExitCode::SUCCESS),
         Command::Apply { remote, args } => {
             remote::apply(&remote, &args).map(|()| ExitCode::SUCCESS)

@@ -62,6 +62,27 @@ pub enum DeliveriesCommand {
     Replay { id: String },
 }
 
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    /// Only this action: endpoint.create, api_key.revoke, access.refused, …
+    #[arg(long)]
+    pub action: Option<String>,
+    /// Only this credential: key_…, or token:<subject>.
+    #[arg(long)]
+    pub actor: Option<String>,
+    /// Only changes of this object (an id, or a plugin's name@version).
+    #[arg(long)]
+    pub object: Option<String>,
+    /// done or refused.
+    #[arg(long)]
+    pub outcome: Option<String>,
+    /// From this time on (unix milliseconds).
+    #[arg(long)]
+    pub since: Option<i64>,
+    #[arg(long, default_value_t = 100)]
+    pub limit: u32,
+}
+
 fn runtime() -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -189,6 +210,28 @@ pub fn deliveries(remote: &Remote, command: &DeliveriesCommand) -> Result<()> {
             }
         }
     })?;
+    println!("{}", serde_json::to_string_pretty(&shown)?);
+    Ok(())
+}
+
+/// Searches the tenant's audit log (admins), newest first.
+pub fn audit(remote: &Remote, args: &AuditArgs) -> Result<()> {
+    let since = args.since.map(|since| since.to_string());
+    let limit = args.limit.to_string();
+    let parameters: Vec<(&str, &str)> = [
+        ("action", args.action.as_deref()),
+        ("actor", args.actor.as_deref()),
+        ("object", args.object.as_deref()),
+        ("outcome", args.outcome.as_deref()),
+        ("since", since.as_deref()),
+        ("limit", Some(limit.as_str())),
+    ]
+    .into_iter()
+    .filter_map(|(name, value)| value.map(|value| (name, value)))
+    .collect();
+    let query = serde_urlencoded::to_string(parameters)?;
+    let client = ApiClient::new(&remote.api_url, remote.api_key.clone())?;
+    let shown = runtime()?.block_on(client.call("GET", &format!("/v1/audit?{query}"), None))?;
     println!("{}", serde_json::to_string_pretty(&shown)?);
     Ok(())
 }

@@ -1,9 +1,9 @@
 //! `weft serve`: the HTTP API and the delivery workers in one process.
 
-use crate::api::{AppState, new_api_key, router};
+use crate::api::{AppState, NewApiKey, new_api_key, router};
 use crate::auth::{self, TokenIssuer, TokenKey};
 use crate::delivery::HttpSender;
-use crate::model::{ApiKey, TenantId};
+use crate::model::{ApiKey, AuditEntry, TenantId};
 use crate::runtime::{PluginRuntime, RuntimeConfig};
 use crate::store::Store;
 use crate::worker::{Worker, WorkerConfig};
@@ -42,6 +42,10 @@ pub struct ServeArgs {
         value_name = "KEY"
     )]
     pub bootstrap_admin_key: Option<String>,
+    /// Publish requests a second each API key or token may make, unless the
+    /// key names its own rate; more get 429 with Retry-After.
+    #[arg(long, default_value_t = crate::auth::DEFAULT_INGEST_PER_SECOND, env = "WEFT_INGEST_PER_SECOND", value_name = "REQUESTS")]
+    pub ingest_per_second: u32,
     #[command(flatten)]
     pub tokens: TokenArgs,
 }
@@ -158,7 +162,7 @@ async fn serve(args: ServeArgs, artifact_dir: Option<PathBuf>) -> Result<()> {
         "weft listening on http://{address} (database {})",
         args.database_url
     );
-    let mut state = AppState::new(store, runtime, wake);
+    let mut state = AppState::new(store, runtime, wake).limiting_ingest(args.ingest_per_second);
     if let Some(issuer) = issuer {
         state = state.trusting(issuer);
     }
@@ -182,7 +186,7 @@ async fn serve(args: ServeArgs, artifact_dir: Option<PathBuf>) -> Result<()> {
 /// `chosen` or made here and printed once.
 async fn bootstrap_admin_key(store: &Store, chosen: Option<&str>) -> Result<()> {
     let tenant = TenantId::parse("default").expect("a valid tenant name");
-    let (mut key, mut issued) = new_api_key(&tenant, "bootstrap admin", "admin", Vec::new())
+    let (mut key, mut issued) = new_api_key(&tenant, NewApiKey::new("bootstrap admin", "admin"))
         .map_err(|error| anyhow::anyhow!(error.detail))?;
     if let Some(chosen) = chosen {
         issued = auth::issue_from(chosen).context("WEFT_BOOTSTRAP_ADMIN_KEY cannot be used")?;
@@ -192,7 +196,14 @@ async fn bootstrap_admin_key(store: &Store, chosen: Option<&str>) -> Result<()> 
             ..key
         };
     }
-    if !store.create_first_api_key(&key).await? {
+    let audit = AuditEntry::by_operator(
+        &tenant,
+        "weft serve",
+        "api_key.create",
+        &key.id,
+        serde_json::to_value(&key).ok(),
+    );
+    if !store.audited(audit).create_first_api_key(&key).await? {
         return Ok(());
     }
     match chosen {

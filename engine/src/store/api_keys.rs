@@ -10,7 +10,8 @@ use crate::model::{ApiKey, ApiKeyId, Role, TenantId, UnixMillis};
 /// The columns of `api_keys`, in the order [`push_api_key`] binds them.
 macro_rules! api_key_columns {
     () => {
-        "tenant, id, name, role, key_hash, hint, allowed_networks, created_at, revoked_at"
+        "tenant, id, name, role, key_hash, hint, allowed_networks, ingest_per_second, \
+         created_at, revoked_at"
     };
 }
 
@@ -20,7 +21,7 @@ impl Store {
         const INSERT: &str = concat!(
             "INSERT INTO api_keys (",
             api_key_columns!(),
-            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
         );
         let mut statement = Statement::new(INSERT);
         push_api_key(&mut statement, key)?;
@@ -34,7 +35,7 @@ impl Store {
         const INSERT: &str = concat!(
             "INSERT INTO api_keys (",
             api_key_columns!(),
-            ") SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9 \
+            ") SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10 \
              WHERE NOT EXISTS (SELECT 1 FROM api_keys)"
         );
         let mut statement = Statement::new(INSERT);
@@ -45,7 +46,7 @@ impl Store {
     }
 
     async fn write_api_key(&self, statement: Statement, key: &ApiKey) -> Result<u64, StoreError> {
-        match self.backend.write(statement).await {
+        match self.write_change(statement).await {
             Ok(stored) => Ok(stored),
             Err(error) if is_unique_violation(&error) => Err(StoreError::Conflict(format!(
                 "API key {} already exists",
@@ -104,15 +105,24 @@ impl Store {
             .bind(tenant.as_str())
             .bind(id.as_str())
             .bind(now);
-        let row = self
+        let doing = || format!("revoking API key {id}");
+        let mut tx = self
             .backend
+            .begin()
+            .await
+            .map_err(StoreError::database(doing()))?;
+        let Some(row) = tx
             .fetch_optional(statement)
             .await
-            .map_err(StoreError::database(format!("revoking API key {id}")))?;
-        match row {
-            Some(row) => api_key_from_row(&row),
-            None => Err(StoreError::not_found("API key", id)),
-        }
+            .map_err(StoreError::database(doing()))?
+        else {
+            return Err(StoreError::not_found("API key", id));
+        };
+        let revoked = api_key_from_row(&row)?;
+        self.commit_change(tx)
+            .await
+            .map_err(StoreError::database(doing()))?;
+        Ok(revoked)
     }
 }
 
@@ -127,6 +137,7 @@ fn push_api_key(statement: &mut Statement, key: &ApiKey) -> Result<(), StoreErro
         &key.allowed_networks,
         format_args!("the networks of API key {}", key.id),
     )?);
+    statement.push(key.ingest_per_second.map(i64::from));
     statement.push(key.created_at);
     statement.push(key.revoked_at);
     Ok(())
@@ -144,6 +155,9 @@ fn api_key_from_row(row: &Row) -> Result<ApiKey, StoreError> {
         key_hash: row.get("key_hash")?,
         hint: row.get("hint")?,
         allowed_networks: json_column(row, "allowed_networks", format_args!("API key {id}"))?,
+        ingest_per_second: row
+            .get::<Option<i64>>("ingest_per_second")?
+            .map(|rate| u32::try_from(rate).unwrap_or(u32::MAX)),
         created_at: row.get("created_at")?,
         revoked_at: row.get("revoked_at")?,
         id,

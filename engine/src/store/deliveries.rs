@@ -217,7 +217,9 @@ impl Store {
             tx.rollback().await.map_err(StoreError::database(doing()))?;
             return self.get_delivery(tenant, id).await;
         }
-        tx.commit().await.map_err(StoreError::database(doing()))?;
+        self.commit_change(tx)
+            .await
+            .map_err(StoreError::database(doing()))?;
         Ok(Some(replayed))
     }
 
@@ -258,7 +260,9 @@ impl Store {
             .map_err(StoreError::database(doing()))?;
         // Failed deliveries are in no queue and no worker's hands.
         let queued = queue::apply(&mut tx, &queue_changes(&rows)?, Lease::End).await?;
-        tx.commit().await.map_err(StoreError::database(doing()))?;
+        self.commit_change(tx)
+            .await
+            .map_err(StoreError::database(doing()))?;
         Ok(queued)
     }
 }

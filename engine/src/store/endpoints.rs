@@ -24,7 +24,7 @@ impl Store {
         );
         let mut statement = Statement::new(INSERT);
         push_endpoint(&mut statement, endpoint)?;
-        match self.backend.write(statement).await {
+        match self.write_change(statement).await {
             Ok(_) => Ok(()),
             Err(error) if is_unique_violation(&error) => Err(StoreError::Conflict(format!(
                 "endpoint {} already exists",
@@ -85,8 +85,7 @@ impl Store {
         let mut statement = Statement::new(UPDATE);
         push_endpoint(&mut statement, endpoint)?;
         let changed = self
-            .backend
-            .write(statement)
+            .write_change(statement)
             .await
             .map_err(StoreError::database(format!(
                 "updating endpoint {}",
@@ -139,7 +138,9 @@ impl Store {
         if deleted == 0 {
             return Err(StoreError::not_found("endpoint", id));
         }
-        tx.commit().await.map_err(StoreError::database(doing()))
+        self.commit_change(tx)
+            .await
+            .map_err(StoreError::database(doing()))
     }
 
     /// Stops deliveries to endpoint `id` (after a 410 Gone, say), saying why.

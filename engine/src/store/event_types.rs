@@ -41,8 +41,7 @@ impl Store {
             format_args!("the schema of event type {name}"),
         )?)
         .bind(record.created_at);
-        self.backend
-            .write(statement)
+        self.write_change(statement)
             .await
             .map_err(StoreError::database(format!("storing event type {name}")))?;
         Ok(())

@@ -33,6 +33,11 @@ const SQLITE: &[MigrationFile] = &[
         "api keys",
         include_str!("../../migrations/sqlite/0005_api_keys.sql"),
     ),
+    (
+        6,
+        "audit log",
+        include_str!("../../migrations/sqlite/0006_audit_log.sql"),
+    ),
 ];
 
 const POSTGRES: &[MigrationFile] = &[
@@ -60,6 +65,11 @@ const POSTGRES: &[MigrationFile] = &[
         5,
         "api keys",
         include_str!("../../migrations/postgres/0005_api_keys.sql"),
+    ),
+    (
+        6,
+        "audit log",
+        include_str!("../../migrations/postgres/0006_audit_log.sql"),
     ),
 ];
 

@@ -19,6 +19,7 @@
 
 mod api_keys;
 mod attempts;
+mod audit;
 mod batches;
 mod database;
 mod deliveries;
@@ -37,6 +38,7 @@ mod subscriptions;
 #[cfg(test)]
 mod tests;
 
+pub use audit::{AuditQuery, MAX_AUDIT_PAGE};
 pub use batches::DueBatch;
 pub use deliveries::DeliveryUpdate;
 pub use error::StoreError;
@@ -53,6 +55,8 @@ use std::fmt;
 #[derive(Clone)]
 pub struct Store {
     backend: Backend,
+    /// Recorded with the change made through this handle: see [`Store::audited`].
+    audit: Option<std::sync::Arc<crate::model::AuditEntry>>,
 }
 
 impl fmt::Debug for Store {
@@ -80,6 +84,7 @@ impl Store {
     pub async fn connect(url: &str) -> Result<Store, StoreError> {
         Ok(Store {
             backend: Backend::connect(url).await?,
+            audit: None,
         })
     }
 

@@ -54,7 +54,7 @@ impl Store {
         .bind(plugin.bytes.clone())
         .bind(to_json(&plugin.info, format_args!("the info of {label}"))?)
         .bind(plugin.created_at);
-        match self.backend.write(insert).await {
+        match self.write_change(insert).await {
             Ok(_) => return Ok(()),
             Err(error) if is_unique_violation(&error) => {}
             Err(error) => return Err(StoreError::database(format!("storing {label}"))(error)),

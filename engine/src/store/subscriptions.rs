@@ -44,7 +44,9 @@ impl Store {
             }
             Err(error) => return Err(StoreError::database(doing())(error)),
         }
-        tx.commit().await.map_err(StoreError::database(doing()))
+        self.commit_change(tx)
+            .await
+            .map_err(StoreError::database(doing()))
     }
 
     /// The subscription `id` of `tenant`.
@@ -138,7 +140,9 @@ impl Store {
         if changed == 0 {
             return Err(StoreError::not_found("subscription", &subscription.id));
         }
-        tx.commit().await.map_err(StoreError::database(doing()))
+        self.commit_change(tx)
+            .await
+            .map_err(StoreError::database(doing()))
     }
 
     /// Deletes subscription `id`. Its delivery history stays; its pending
@@ -172,7 +176,9 @@ impl Store {
             now_millis(),
         )
         .await?;
-        tx.commit().await.map_err(StoreError::database(doing()))
+        self.commit_change(tx)
+            .await
+            .map_err(StoreError::database(doing()))
     }
 }
 

@@ -8,7 +8,7 @@ use weft_engine::auth::{TokenIssuer, TokenKey};
 use weft_tests::receiver::Receiver;
 use weft_tests::weft::{Api, BACKENDS, Backend, TestWeft};
 
-const WAIT: Duration = Duration::from_secs(10);
+pub const WAIT: Duration = Duration::from_secs(10);
 
 /// Every authenticated route, with a body where it takes one. The ids do not
 /// exist: what matters is that nothing is looked at before the caller is known.
@@ -364,6 +364,11 @@ async fn keys_are_shown_once_checked_and_stop_working_when_revoked() {
                 "\"ten/8\"",
             ),
             (
+                json!({ "name": "x", "role": "publisher", "ingest_per_second": 0 }),
+                "ingest_per_second",
+                "1 to",
+            ),
+            (
                 json!({ "name": "x", "role": "viewer", "tenant": "other" }),
                 "tenant",
                 "unknown field",
@@ -507,4 +512,44 @@ async fn tokens_of_the_trusted_issuer_act_for_the_tenant_and_role_they_name() {
         assert_eq!(weft.get("/v1/endpoints").await.0, 200);
         weft.stop().await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publishing_faster_than_a_keys_rate_gets_429_and_loses_nothing() {
+    let weft = TestWeft::start_without_workers(Backend::Sqlite).await;
+    let publisher =
+        Api::new(weft.url.clone()).with_key(weft.key_limited("default", "publisher", 5).await);
+    let sample = weft_tests::sample_event_json("stock.updated");
+    let event = json!({ "type": "stock.updated", "data": sample["data"] });
+    let (mut accepted, mut refused) = (Vec::new(), 0);
+    for _ in 0..20 {
+        let (status, headers, body) = publisher.post_with_headers("/v1/events", &event).await;
+        match status {
+            202 => accepted.push(body["id"].as_str().unwrap().to_owned()),
+            429 => {
+                refused += 1;
+                assert_eq!(body["type"], "rate_limited", "{body}");
+                assert_eq!(headers["retry-after"], "1", "{body}");
+            }
+            other => panic!("unexpected {other}: {body}"),
+        }
+    }
+    // A burst of one second's worth, and whatever refilled while it ran.
+    assert!(
+        (5..=7).contains(&accepted.len()),
+        "{} accepted",
+        accepted.len()
+    );
+    assert_eq!(accepted.len() + refused, 20);
+    let batch = json!({ "events": [event.clone(), event.clone()] });
+    assert_eq!(publisher.post("/v1/events/batch", &batch).await.0, 429);
+    // Other credentials keep their own allowance.
+    assert_eq!(weft.post("/v1/events", &event).await.0, 202);
+    // Every accepted event is stored; a refused one is sent again after the wait.
+    for id in &accepted {
+        assert_eq!(weft.get(&format!("/v1/events/{id}")).await.0, 200);
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(publisher.post("/v1/events", &event).await.0, 202);
+    weft.stop().await;
 }

@@ -67,6 +67,9 @@ async fn a_new_installation_prints_its_admin_key_once_and_opens_nothing_else() {
     assert_eq!(status, 200, "{keys}");
     assert_eq!(keys["api_keys"][0]["role"], "admin");
     assert_eq!(keys["api_keys"][0]["hint"], key[key.len() - 4..]);
+    let (_, log) = admin.get("/v1/audit").await;
+    assert_eq!(log["entries"][0]["action"], "api_key.create", "{log}");
+    assert_eq!(log["entries"][0]["actor"], "operator:weft serve");
     let stopped = tokio::task::spawn_blocking(move || weft.terminate(Duration::from_secs(10)))
         .await
         .unwrap();
