@@ -47,6 +47,8 @@ impl WeftProcess {
         let mut command = Command::new(crate::weft_binary());
         command
             .args(["serve", "--listen", "127.0.0.1:0"])
+            // The tests' receivers are on loopback.
+            .args(["--allow-network", "127.0.0.0/8"])
             .args(args);
         if let Some(url) = database_url {
             command.args(["--database-url", url]);

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{Notify, watch};
 use weft_engine::api::{AppState, NewApiKey, new_api_key, router};
 use weft_engine::auth::TokenIssuer;
-use weft_engine::delivery::HttpSender;
+use weft_engine::delivery::{HttpSender, NetworkPolicy};
 use weft_engine::runtime::{PluginRuntime, RuntimeConfig};
 use weft_engine::store::Store;
 use weft_engine::worker::{Worker, WorkerConfig};
@@ -160,12 +160,18 @@ impl TestWeft {
             store,
             api: Api::new(url).with_key(admin_key),
             runtime,
-            sender: HttpSender::new().unwrap(),
+            sender: HttpSender::new(loopback_allowed()).unwrap(),
             wake,
             stop,
             tasks: vec![server],
             database,
         }
+    }
+
+    /// Workers started from now on send under `policy` instead of the
+    /// harness's, which allows loopback.
+    pub fn set_network_policy(&mut self, policy: NetworkPolicy) {
+        self.sender = HttpSender::new(policy).unwrap();
     }
 
     /// Starts `count` delivery workers, as `weft serve --workers` does.
@@ -213,6 +219,12 @@ impl TestWeft {
         self.store.close().await;
         self.database.drop().await;
     }
+}
+
+/// The receivers of tests are on loopback, which deliveries may reach only
+/// when an operator allows it.
+pub fn loopback_allowed() -> NetworkPolicy {
+    NetworkPolicy::allowing(&["127.0.0.0/8".into(), "::1".into()]).unwrap()
 }
 
 /// Stores a new API key, as `weft keys create` does, and returns it.

@@ -2,7 +2,7 @@
 
 use crate::api::{AppState, NewApiKey, new_api_key, router};
 use crate::auth::{self, TokenIssuer, TokenKey};
-use crate::delivery::HttpSender;
+use crate::delivery::{HttpSender, NetworkPolicy};
 use crate::model::{ApiKey, AuditEntry, TenantId};
 use crate::runtime::{PluginRuntime, RuntimeConfig};
 use crate::store::Store;
@@ -46,6 +46,16 @@ pub struct ServeArgs {
     /// key names its own rate; more get 429 with Retry-After.
     #[arg(long, default_value_t = crate::auth::DEFAULT_INGEST_PER_SECOND, env = "WEFT_INGEST_PER_SECOND", value_name = "REQUESTS")]
     pub ingest_per_second: u32,
+    /// A network (CIDR) deliveries may reach although it is loopback, private,
+    /// link-local or otherwise internal; repeat, or separate with commas.
+    /// Without any, only public addresses are reached.
+    #[arg(
+        long = "allow-network",
+        env = "WEFT_ALLOW_NETWORKS",
+        value_delimiter = ',',
+        value_name = "CIDR"
+    )]
+    pub allowed_networks: Vec<String>,
     #[command(flatten)]
     pub tokens: TokenArgs,
 }
@@ -139,7 +149,9 @@ async fn serve(args: ServeArgs, artifact_dir: Option<PathBuf>) -> Result<()> {
     }
     let wake = Arc::new(Notify::new());
     let (stop, stopping) = watch::channel(false);
-    let sender = HttpSender::new().context("cannot set up the HTTP client")?;
+    let policy = NetworkPolicy::allowing(&args.allowed_networks)
+        .map_err(|error| anyhow::anyhow!("--allow-network: {error}"))?;
+    let sender = HttpSender::new(policy).context("cannot set up the HTTP client")?;
     let mut workers = Vec::new();
     for _ in 0..args.workers.max(1) {
         let worker = Arc::new(Worker::new(

@@ -7,6 +7,7 @@
 //! 3xx is recorded like any other response, because a redirect target is chosen
 //! by the receiver and could point anywhere (an internal address, say).
 
+use super::guard::{GuardedResolver, NetworkPolicy};
 use crate::model::MAX_RECORDED_RESPONSE_BYTES;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -67,6 +68,9 @@ pub enum SendError {
     Timeout(Duration),
     #[error("could not connect: {0}")]
     Connect(String),
+    /// The destination is an address the network policy refuses.
+    #[error("refused by the network policy: {0}")]
+    Refused(String),
     #[error("invalid request: {0}")]
     InvalidRequest(String),
     #[error("HTTP exchange failed: {0}")]
@@ -88,7 +92,8 @@ pub enum ClientBuildError {
 /// load).
 #[derive(Clone)]
 pub struct HttpSender {
-    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    client: Client<HttpsConnector<HttpConnector<GuardedResolver>>, Full<Bytes>>,
+    policy: NetworkPolicy,
 }
 
 impl std::fmt::Debug for HttpSender {
@@ -99,9 +104,12 @@ impl std::fmt::Debug for HttpSender {
 
 impl HttpSender {
     /// A client trusting the system's root certificates, speaking HTTP/1.1 and
-    /// (negotiated by ALPN over TLS) HTTP/2.
-    pub fn new() -> Result<Self, ClientBuildError> {
-        let mut tcp = HttpConnector::new();
+    /// (negotiated by ALPN over TLS) HTTP/2, that connects only to addresses
+    /// `policy` permits.
+    pub fn new(policy: NetworkPolicy) -> Result<Self, ClientBuildError> {
+        let mut tcp = HttpConnector::new_with_resolver(GuardedResolver {
+            policy: policy.clone(),
+        });
         // The TLS connector on top decides between http and https.
         tcp.enforce_http(false);
         // Webhook requests are small and latency-bound: send them at once.
@@ -119,7 +127,7 @@ impl HttpSender {
             .pool_idle_timeout(POOL_IDLE_TIMEOUT)
             .pool_max_idle_per_host(MAX_IDLE_CONNECTIONS_PER_HOST)
             .build(connector);
-        Ok(Self { client })
+        Ok(Self { client, policy })
     }
 
     /// Makes `request` and reports what came of it.
@@ -138,6 +146,13 @@ impl HttpSender {
             Ok(http_request) => http_request,
             Err(error) => return failed(error),
         };
+        // A name is checked once resolved (see `GuardedResolver`); an address
+        // in the URL never reaches the resolver, so it is checked here.
+        if let Some(refusal) =
+            literal_address(http_request.uri()).and_then(|ip| self.policy.refusal(ip))
+        {
+            return failed(SendError::Refused(refusal));
+        }
         let response =
             match tokio::time::timeout_at(deadline, self.client.request(http_request)).await {
                 Err(_elapsed) => return failed(SendError::Timeout(request.timeout)),
@@ -165,6 +180,15 @@ impl HttpSender {
             error,
         }
     }
+}
+
+/// The address `uri` names, if its host is an address rather than a name.
+fn literal_address(uri: &http::Uri) -> Option<std::net::IpAddr> {
+    let host = uri.host()?;
+    host.trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse()
+        .ok()
 }
 
 fn build_request(request: &OutboundRequest) -> Result<http::Request<Full<Bytes>>, SendError> {
@@ -247,6 +271,20 @@ async fn read_body(
     }
 }
 
+/// The guard's refusal, if that is what stopped the connection.
+fn policy_refusal(error: &hyper_util::client::legacy::Error) -> Option<String> {
+    let mut cause = error.source();
+    while let Some(error) = cause {
+        if let Some(io) = error.downcast_ref::<std::io::Error>()
+            && io.kind() == std::io::ErrorKind::PermissionDenied
+        {
+            return Some(io.to_string());
+        }
+        cause = error.source();
+    }
+    None
+}
+
 /// A hyper client error in the terms of [`SendError`].
 fn client_error(error: &hyper_util::client::legacy::Error) -> SendError {
     // The top-level message is only "client error (Connect)"; the causes say what
@@ -255,6 +293,9 @@ fn client_error(error: &hyper_util::client::legacy::Error) -> SendError {
         Some(cause) => error_chain(cause),
         None => error.to_string(),
     };
+    if let Some(refusal) = policy_refusal(error) {
+        return SendError::Refused(refusal);
+    }
     if error.is_connect() {
         SendError::Connect(reason)
     } else {

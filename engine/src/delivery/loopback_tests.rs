@@ -188,7 +188,7 @@ fn post(url: String, timeout: Duration) -> OutboundRequest {
 }
 
 fn sender() -> HttpSender {
-    HttpSender::new().expect("the test machine has root certificates")
+    HttpSender::new(loopback_allowed()).expect("the test machine has root certificates")
 }
 
 fn header<'a>(result: &'a SendResult, name: &str) -> Option<&'a str> {
@@ -387,4 +387,53 @@ async fn the_receiver_verifies_the_signature() {
     let last = receiver.received().pop().unwrap();
     assert_eq!(last.headers["user-agent"], USER_AGENT);
     assert_eq!(last.headers["webhook-id"], "evt_01");
+}
+
+#[tokio::test]
+async fn internal_addresses_are_refused_unless_allowed() {
+    let receiver = Receiver::start().await;
+    let port = receiver.base_url.rsplit(':').next().unwrap().to_owned();
+    let guarded = HttpSender::new(NetworkPolicy::default()).unwrap();
+    let urls = [
+        // By address, by a name that resolves to loopback, and in disguise.
+        (receiver.url("/ok"), "127.0.0.1 is a loopback address"),
+        (
+            format!("http://localhost:{port}/ok"),
+            "refused to connect to localhost",
+        ),
+        (
+            format!("http://[::ffff:127.0.0.1]:{port}/ok"),
+            "IPv4-mapped",
+        ),
+        (
+            "http://169.254.169.254/latest/meta-data/".to_owned(),
+            "link-local",
+        ),
+        ("https://10.0.0.1/hook".to_owned(), "private"),
+    ];
+    for (url, why) in urls {
+        let result = guarded.send(post(url.clone(), TIMEOUT)).await;
+        match &result.error {
+            Some(SendError::Refused(reason)) => assert!(reason.contains(why), "{url}: {reason}"),
+            other => panic!("{url}: expected a refusal, got {other:?}"),
+        }
+        assert_eq!(result.status, None);
+        assert!(matches!(classify(&result), Verdict::GiveUp(_)), "{url}");
+    }
+    assert_eq!(
+        receiver.connections.load(Ordering::SeqCst),
+        0,
+        "nothing reached the receiver"
+    );
+    // Allow-listed, the same receiver is reached, by address and by name.
+    let allowed = sender();
+    for url in [receiver.url("/ok"), format!("http://localhost:{port}/ok")] {
+        let result = allowed.send(post(url.clone(), TIMEOUT)).await;
+        assert_eq!(result.status, Some(200), "{url}: {:?}", result.error);
+    }
+}
+
+/// Receivers here are on loopback, which the guard refuses unless allowed.
+fn loopback_allowed() -> NetworkPolicy {
+    NetworkPolicy::allowing(&["127.0.0.0/8".into(), "::1".into()]).unwrap()
 }

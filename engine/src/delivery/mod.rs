@@ -8,6 +8,7 @@
 //! exhausted. [`redact_headers`] is what the attempt history stores.
 
 mod client;
+mod guard;
 mod headers;
 mod retry;
 mod signing;
@@ -16,6 +17,7 @@ mod signing;
 mod loopback_tests;
 
 pub use client::{ClientBuildError, HttpSender, OutboundRequest, SendError, SendResult};
+pub use guard::NetworkPolicy;
 pub use headers::{REDACTED, USER_AGENT, redact_headers, webhook_headers};
 pub use retry::{MAX_RETRY_AFTER, Verdict, classify, next_attempt_delay, retry_after};
 pub use signing::{

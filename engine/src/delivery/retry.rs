@@ -41,6 +41,11 @@ pub fn classify(result: &SendResult) -> Verdict {
         Some(_) => Verdict::Retry { not_before: None },
         None => match &result.error {
             Some(SendError::InvalidRequest(reason)) => Verdict::GiveUp(reason.clone()),
+            // Retrying cannot help until an operator allows the address; a
+            // replay then delivers it.
+            Some(SendError::Refused(reason)) => {
+                Verdict::GiveUp(format!("refused by the network policy: {reason}"))
+            }
             _ => Verdict::Retry { not_before: None },
         },
     }

@@ -9,6 +9,7 @@ mod cli;
 mod languages;
 mod limits;
 mod loading;
+mod outbound;
 mod pipeline;
 mod serve;
 mod templates;

@@ -1,0 +1,179 @@
+//! The SSRF guard: which addresses deliveries (and every other request Weft
+//! makes for a tenant) may reach. Receivers are on the internet; loopback,
+//! private, link-local (the cloud metadata service at 169.254.169.254 among
+//! them), unique-local and other special-purpose addresses are refused unless
+//! the operator allow-lists them. The check runs on the addresses a name
+//! resolves to, right before connecting, so a name that points inside (or is
+//! re-pointed there) is refused too.
+
+use ipnet::IpNet;
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+/// Special-purpose ranges, each with what it is, refused unless allow-listed.
+const REFUSED: &[(&str, &str)] = &[
+    ("0.0.0.0/8", "a \"this network\" address"),
+    ("10.0.0.0/8", "a private address"),
+    ("100.64.0.0/10", "a shared (carrier-grade NAT) address"),
+    ("127.0.0.0/8", "a loopback address"),
+    ("169.254.0.0/16", "a link-local address"),
+    ("172.16.0.0/12", "a private address"),
+    ("192.0.0.0/24", "an IETF protocol address"),
+    ("192.168.0.0/16", "a private address"),
+    ("198.18.0.0/15", "a benchmarking address"),
+    ("224.0.0.0/4", "a multicast address"),
+    ("240.0.0.0/4", "a reserved address"),
+    ("::/128", "the unspecified address"),
+    ("::1/128", "a loopback address"),
+    ("::ffff:0:0/96", "an IPv4-mapped address"),
+    ("64:ff9b::/96", "an IPv4/IPv6 translation address"),
+    ("fc00::/7", "a unique-local address"),
+    ("fe80::/10", "a link-local address"),
+    ("ff00::/8", "a multicast address"),
+];
+
+/// Which addresses may be connected to.
+#[derive(Debug, Clone)]
+pub struct NetworkPolicy {
+    refused: Arc<Vec<(IpNet, &'static str)>>,
+    allowed: Arc<Vec<IpNet>>,
+}
+
+impl Default for NetworkPolicy {
+    /// Public addresses only.
+    fn default() -> Self {
+        Self::allowing(&[]).expect("no networks to parse")
+    }
+}
+
+impl NetworkPolicy {
+    /// Public addresses, and those in `networks` (CIDRs or single addresses),
+    /// which win over the refused ranges. The error names the entry at fault.
+    pub fn allowing(networks: &[String]) -> Result<Self, String> {
+        let allowed = networks
+            .iter()
+            .map(|entry| {
+                entry
+                    .parse::<IpNet>()
+                    .or_else(|_| entry.parse::<IpAddr>().map(IpNet::from))
+                    .map(|network| network.trunc())
+                    .map_err(|_| {
+                        format!("{entry:?} is not a network: expected a CIDR like 10.0.0.0/8")
+                    })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let refused = REFUSED
+            .iter()
+            .map(|(network, what)| (network.parse().expect("a valid range"), *what))
+            .collect();
+        Ok(Self {
+            refused: Arc::new(refused),
+            allowed: Arc::new(allowed),
+        })
+    }
+
+    /// Why `ip` may not be connected to, if it may not.
+    pub fn refusal(&self, ip: IpAddr) -> Option<String> {
+        if self.allowed.iter().any(|network| network.contains(&ip)) {
+            return None;
+        }
+        self.refused
+            .iter()
+            .find(|(network, _)| network.contains(&ip))
+            .map(|(_, what)| {
+                format!("{ip} is {what}; an operator can allow it with --allow-network")
+            })
+    }
+}
+
+/// Resolves names for the HTTP connector and keeps only the addresses the
+/// policy permits; a name left with none fails to resolve, saying why.
+#[derive(Clone)]
+pub(super) struct GuardedResolver {
+    pub(super) policy: NetworkPolicy,
+}
+
+type Addresses = std::vec::IntoIter<SocketAddr>;
+
+impl tower_service::Service<hyper_util::client::legacy::connect::dns::Name> for GuardedResolver {
+    type Response = Addresses;
+    type Error = std::io::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Addresses, std::io::Error>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, name: hyper_util::client::legacy::connect::dns::Name) -> Self::Future {
+        let policy = self.policy.clone();
+        Box::pin(async move {
+            let host = name.as_str().to_owned();
+            let resolved: Vec<SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let mut refusals = Vec::new();
+            let permitted: Vec<SocketAddr> = resolved
+                .into_iter()
+                .filter(|address| match policy.refusal(address.ip()) {
+                    Some(why) => {
+                        refusals.push(why);
+                        false
+                    }
+                    None => true,
+                })
+                .collect();
+            if permitted.is_empty() && !refusals.is_empty() {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::PermissionDenied,
+                    format!("refused to connect to {host}: {}", refusals.join("; ")),
+                ));
+            }
+            Ok(permitted.into_iter())
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn special_addresses_are_refused_and_public_ones_allowed() {
+        let policy = NetworkPolicy::default();
+        for (address, what) in [
+            ("127.0.0.1", "loopback"),
+            ("10.1.2.3", "private"),
+            ("172.31.255.1", "private"),
+            ("192.168.1.1", "private"),
+            ("169.254.169.254", "link-local"),
+            ("100.64.0.1", "shared"),
+            ("0.0.0.0", "this network"),
+            ("::1", "loopback"),
+            ("fd12::1", "unique-local"),
+            ("fe80::1", "link-local"),
+            ("::ffff:127.0.0.1", "IPv4-mapped"),
+            ("::ffff:8.8.8.8", "IPv4-mapped"),
+            ("224.0.0.1", "multicast"),
+        ] {
+            let refusal = policy
+                .refusal(address.parse().unwrap())
+                .unwrap_or_else(|| panic!("{address} was allowed"));
+            assert!(refusal.contains(what), "{address}: {refusal}");
+        }
+        for public in ["93.184.216.34", "8.8.8.8", "2606:4700::1111", "172.32.0.1"] {
+            assert_eq!(policy.refusal(public.parse().unwrap()), None, "{public}");
+        }
+    }
+
+    #[test]
+    fn allow_listed_networks_win() {
+        let policy = NetworkPolicy::allowing(&["127.0.0.0/8".into(), "::1".into()]).unwrap();
+        assert_eq!(policy.refusal("127.0.0.1".parse().unwrap()), None);
+        assert_eq!(policy.refusal("::1".parse().unwrap()), None);
+        assert!(policy.refusal("10.0.0.1".parse().unwrap()).is_some());
+        let error = NetworkPolicy::allowing(&["loopback".into()]).unwrap_err();
+        assert!(error.contains("\"loopback\""), "{error}");
+    }
+}
