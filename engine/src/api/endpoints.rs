@@ -57,6 +57,19 @@ pub fn view(endpoint: &Endpoint) -> Value {
     value
 }
 
+/// An endpoint as the audit log keeps it: as the API shows it, and with the
+/// values of credential headers (`authorization`, `x-api-key`, …) redacted.
+fn audit_view(endpoint: &Endpoint) -> Value {
+    let mut value = view(endpoint);
+    let headers: Vec<(String, String)> = endpoint
+        .headers
+        .iter()
+        .map(|(name, value)| (name.clone(), value.clone()))
+        .collect();
+    value["headers"] = json!(crate::delivery::redact_headers(&headers));
+    value
+}
+
 fn secret_hint(secret: &str) -> String {
     let tail: String = secret
         .chars()
@@ -84,7 +97,12 @@ async fn create(
         now,
         None,
     )?;
-    let audit = caller.audit("endpoint.create", &endpoint.id, None, Some(view(&endpoint)));
+    let audit = caller.audit(
+        "endpoint.create",
+        &endpoint.id,
+        None,
+        Some(audit_view(&endpoint)),
+    );
     state
         .store
         .audited(audit)
@@ -103,7 +121,7 @@ async fn update(
 ) -> Result<Json<Value>, ApiError> {
     let existing = find(&state, &caller.tenant, &id).await?;
     let input: EndpointInput = parse_json(&body)?;
-    let before = view(&existing);
+    let before = audit_view(&existing);
     let endpoint = checked(
         &caller.tenant,
         input,
@@ -116,7 +134,7 @@ async fn update(
         "endpoint.update",
         &endpoint.id,
         Some(before),
-        Some(view(&endpoint)),
+        Some(audit_view(&endpoint)),
     );
     state
         .store
@@ -154,7 +172,12 @@ async fn delete(
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let endpoint = find(&state, &caller.tenant, &id).await?;
-    let audit = caller.audit("endpoint.delete", &endpoint.id, Some(view(&endpoint)), None);
+    let audit = caller.audit(
+        "endpoint.delete",
+        &endpoint.id,
+        Some(audit_view(&endpoint)),
+        None,
+    );
     state
         .store
         .audited(audit)

@@ -28,7 +28,8 @@ async fn every_change_is_recorded_with_who_what_and_the_object_before_and_after(
         let (status, endpoint) = integrator
             .post(
                 "/v1/endpoints",
-                &json!({ "name": "crm", "url": receiver.url, "secret": secret }),
+                &json!({ "name": "crm", "url": receiver.url, "secret": secret,
+                         "headers": { "Authorization": "Bearer crm-token-never-logged", "X-Tenant": "eu" } }),
             )
             .await;
         assert_eq!(status, 201, "{endpoint}");
@@ -132,6 +133,15 @@ async fn every_change_is_recorded_with_who_what_and_the_object_before_and_after(
         assert_eq!(entries[0]["after"], Value::Null);
         let whole = weft.get("/v1/audit").await.1.to_string();
         assert!(!whole.contains(secret), "the endpoint secret is in the log");
+        assert!(
+            !whole.contains("crm-token-never-logged"),
+            "a credential header is in the log"
+        );
+        assert_eq!(
+            entries[2]["after"]["headers"]["x-tenant"], "eu",
+            "{}",
+            entries[2]
+        );
         assert!(!whole.contains(&key_secret), "an API key is in the log");
 
         assert_eq!(
