@@ -286,6 +286,10 @@ pub struct Endpoint {
     pub headers: BTreeMap<String, String>,
     /// The Standard Webhooks signing secret, `whsec_<base64>`.
     pub secret: String,
+    /// The secret before the last rotation, signing beside `secret` until it
+    /// expires. Never serialized: the API shows a hint of it.
+    #[serde(default, skip_serializing)]
+    pub previous_secret: Option<PreviousSecret>,
     pub timeout_ms: u32,
     pub retry: RetryPolicy,
     pub enabled: bool,
@@ -293,6 +297,27 @@ pub struct Endpoint {
     pub disabled_reason: Option<String>,
     pub created_at: UnixMillis,
     pub updated_at: UnixMillis,
+}
+
+/// A secret that was rotated out, and until when it still signs.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct PreviousSecret {
+    pub secret: String,
+    pub expires_at: UnixMillis,
+}
+
+impl Endpoint {
+    /// The secrets requests are signed with at `now`: the current one, and the
+    /// previous one during its grace period.
+    pub fn signing_secrets(&self, now: UnixMillis) -> Vec<&str> {
+        let mut secrets = vec![self.secret.as_str()];
+        if let Some(previous) = &self.previous_secret
+            && previous.expires_at > now
+        {
+            secrets.push(previous.secret.as_str());
+        }
+        secrets
+    }
 }
 
 /// How a failed delivery is retried.
@@ -491,6 +516,33 @@ pub const MAX_RECORDED_RESPONSE_BYTES: usize = 64 << 10;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_rotated_out_secret_signs_until_it_expires() {
+        let endpoint = Endpoint {
+            id: EndpointId::generate(),
+            tenant: TenantId::parse("acme").unwrap(),
+            name: "crm".into(),
+            url: "https://crm.example/hook".into(),
+            method: "POST".into(),
+            headers: BTreeMap::new(),
+            secret: "whsec_new".into(),
+            previous_secret: Some(PreviousSecret {
+                secret: "whsec_old".into(),
+                expires_at: 1_000,
+            }),
+            timeout_ms: 1_000,
+            retry: RetryPolicy::default(),
+            enabled: true,
+            disabled_reason: None,
+            created_at: 0,
+            updated_at: 0,
+        };
+        assert_eq!(endpoint.signing_secrets(999), ["whsec_new", "whsec_old"]);
+        assert_eq!(endpoint.signing_secrets(1_000), ["whsec_new"]);
+        let shown = serde_json::to_string(&endpoint).unwrap();
+        assert!(!shown.contains("whsec_old"), "{shown}");
+    }
 
     #[test]
     fn ids_carry_their_kind() {

@@ -822,7 +822,7 @@ fn outbound(
         message_id,
         now_millis() / 1000,
         &request.body,
-        &[endpoint.secret.as_str()],
+        &endpoint.signing_secrets(now_millis()),
         &content_type,
     )
     .map_err(|e| format!("cannot sign for endpoint {}: {e}", endpoint.id))?;

@@ -6,7 +6,7 @@
 use super::caller::{Caller, Configure, Read};
 use super::error::parse_json;
 use super::{ApiError, AppState};
-use crate::model::{Endpoint, EndpointId, RetryPolicy, TenantId, now_millis};
+use crate::model::{Endpoint, EndpointId, PreviousSecret, RetryPolicy, TenantId, now_millis};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
@@ -50,10 +50,16 @@ fn enabled_by_default() -> bool {
     true
 }
 
-/// An endpoint as the API shows it: the secret reduced to a hint.
+/// An endpoint as the API shows it: the secrets reduced to hints.
 pub fn view(endpoint: &Endpoint) -> Value {
     let mut value = serde_json::to_value(endpoint).unwrap_or_default();
     value["secret"] = json!(secret_hint(&endpoint.secret));
+    if let Some(previous) = &endpoint.previous_secret {
+        value["previous_secret"] = json!({
+            "secret": secret_hint(&previous.secret),
+            "expires_at": previous.expires_at,
+        });
+    }
     value
 }
 
@@ -122,7 +128,14 @@ async fn update(
     let existing = find(&state, &caller.tenant, &id).await?;
     let input: EndpointInput = parse_json(&body)?;
     let before = audit_view(&existing);
-    let endpoint = checked(
+    // A secret given here replaces the old one at once; without one, a
+    // rotation's grace period runs on.
+    let previous_secret = input
+        .secret
+        .is_none()
+        .then_some(existing.previous_secret)
+        .flatten();
+    let mut endpoint = checked(
         &caller.tenant,
         input,
         existing.id,
@@ -130,6 +143,7 @@ async fn update(
         now_millis(),
         Some(existing.secret),
     )?;
+    endpoint.previous_secret = previous_secret;
     let audit = caller.audit(
         "endpoint.update",
         &endpoint.id,
@@ -260,6 +274,7 @@ fn checked(
         method,
         headers: input.headers,
         secret,
+        previous_secret: None,
         timeout_ms: input.timeout_ms,
         retry: input.retry,
         enabled: input.enabled,
@@ -285,6 +300,80 @@ fn check_url(url: &str) -> Result<(), String> {
         return Err(format!("{url:?} has no host"));
     }
     Ok(())
+}
+
+/// The longest grace period of a rotation: receivers have this long to switch.
+const MAX_GRACE_SECONDS: u64 = 30 * 24 * 3600;
+const DEFAULT_GRACE_SECONDS: u64 = 24 * 3600;
+
+/// Replaces the signing secret (with the one given, or a new one, shown once
+/// in the answer), and keeps signing with the old one too for the grace
+/// period, so receivers can switch without refusing a delivery.
+async fn rotate_secret(
+    State(state): State<AppState>,
+    caller: Caller<Configure>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Rotation {
+        secret: Option<String>,
+        grace_period_seconds: Option<u64>,
+    }
+    let existing = find(&state, &caller.tenant, &id).await?;
+    let rotation: Rotation = if body.is_empty() {
+        Rotation {
+            secret: None,
+            grace_period_seconds: None,
+        }
+    } else {
+        parse_json(&body)?
+    };
+    let grace = rotation
+        .grace_period_seconds
+        .unwrap_or(DEFAULT_GRACE_SECONDS);
+    if grace > MAX_GRACE_SECONDS {
+        return Err(ApiError::unprocessable(
+            "invalid_field",
+            format!("the grace period is 0 to {MAX_GRACE_SECONDS} seconds"),
+        )
+        .at("grace_period_seconds"));
+    }
+    let secret = match rotation.secret {
+        Some(secret) => {
+            crate::delivery::validate_secret(&secret).map_err(|e| {
+                ApiError::unprocessable("invalid_field", e.to_string()).at("secret")
+            })?;
+            secret
+        }
+        None => crate::delivery::generate_secret(),
+    };
+    let now = now_millis();
+    let grace_ms = i64::try_from(grace * 1000).unwrap_or(i64::MAX);
+    let endpoint = Endpoint {
+        previous_secret: (grace > 0).then(|| PreviousSecret {
+            secret: existing.secret.clone(),
+            expires_at: now.saturating_add(grace_ms),
+        }),
+        secret,
+        updated_at: now,
+        ..existing.clone()
+    };
+    let audit = caller.audit(
+        "endpoint.rotate_secret",
+        &endpoint.id,
+        Some(audit_view(&existing)),
+        Some(audit_view(&endpoint)),
+    );
+    state
+        .store
+        .audited(audit)
+        .update_endpoint(&endpoint)
+        .await?;
+    let mut shown = view(&endpoint);
+    shown["secret"] = json!(endpoint.secret);
+    Ok(Json(shown))
 }
 
 async fn replay_failed(
@@ -329,4 +418,5 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/endpoints", post(create).get(list))
         .route("/v1/endpoints/{id}", get(show).put(update).delete(delete))
         .route("/v1/endpoints/{id}/replay-failed", post(replay_failed))
+        .route("/v1/endpoints/{id}/rotate-secret", post(rotate_secret))
 }

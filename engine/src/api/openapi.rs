@@ -32,6 +32,7 @@ pub async fn document() -> Json<Value> {
             "/v1/endpoints/{id}": { "get": operation("Show an endpoint", "200"), "put": operation("Replace an endpoint", "200"),
                                     "delete": operation("Delete an endpoint no subscription uses", "204") },
             "/v1/endpoints/{id}/replay-failed": { "post": operation("Replay the endpoint's failed deliveries in a time range", "202") },
+            "/v1/endpoints/{id}/rotate-secret": { "post": operation("Replace the signing secret (shown once); the old one also signs for a grace period", "200") },
             "/v1/subscriptions": { "get": operation("List subscriptions", "200"), "post": operation("Create a subscription", "201") },
             "/v1/subscriptions/{id}": { "get": operation("Show a subscription", "200"), "put": operation("Replace a subscription", "200"),
                                         "delete": operation("Delete a subscription", "204") },

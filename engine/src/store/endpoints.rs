@@ -4,13 +4,13 @@ use super::Store;
 use super::database::{Row, Statement, is_unique_violation};
 use super::error::StoreError;
 use super::json::{json_column, to_json};
-use crate::model::{Endpoint, EndpointId, TenantId, UnixMillis};
+use crate::model::{Endpoint, EndpointId, PreviousSecret, TenantId, UnixMillis};
 
 /// The columns of `endpoints`, in the order [`push_endpoint`] binds them.
 macro_rules! endpoint_columns {
     () => {
         "tenant, id, name, url, method, headers, secret, timeout_ms, retry, enabled, \
-         disabled_reason, created_at, updated_at"
+         disabled_reason, created_at, updated_at, previous_secret, previous_secret_expires_at"
     };
 }
 
@@ -20,7 +20,7 @@ impl Store {
         const INSERT: &str = concat!(
             "INSERT INTO endpoints (",
             endpoint_columns!(),
-            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
+            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
         );
         let mut statement = Statement::new(INSERT);
         push_endpoint(&mut statement, endpoint)?;
@@ -80,7 +80,7 @@ impl Store {
     pub async fn update_endpoint(&self, endpoint: &Endpoint) -> Result<(), StoreError> {
         const UPDATE: &str = "UPDATE endpoints SET name = $3, url = $4, method = $5, headers = $6, \
              secret = $7, timeout_ms = $8, retry = $9, enabled = $10, disabled_reason = $11, \
-             updated_at = $13 \
+             updated_at = $13, previous_secret = $14, previous_secret_expires_at = $15 \
              WHERE tenant = $1 AND id = $2";
         let mut statement = Statement::new(UPDATE);
         push_endpoint(&mut statement, endpoint)?;
@@ -193,6 +193,9 @@ fn push_endpoint(statement: &mut Statement, endpoint: &Endpoint) -> Result<(), S
     statement.push(endpoint.disabled_reason.as_deref());
     statement.push(endpoint.created_at);
     statement.push(endpoint.updated_at);
+    let previous = endpoint.previous_secret.as_ref();
+    statement.push(previous.map(|p| p.secret.clone()));
+    statement.push(previous.map(|p| p.expires_at));
     Ok(())
 }
 
@@ -206,6 +209,13 @@ fn endpoint_from_row(row: &Row) -> Result<Endpoint, StoreError> {
         method: row.get("method")?,
         headers: json_column(row, "headers", &owner)?,
         secret: row.get("secret")?,
+        previous_secret: match (
+            row.get::<Option<String>>("previous_secret")?,
+            row.get::<Option<i64>>("previous_secret_expires_at")?,
+        ) {
+            (Some(secret), Some(expires_at)) => Some(PreviousSecret { secret, expires_at }),
+            _ => None,
+        },
         timeout_ms: row.get_u32("timeout_ms")?,
         retry: json_column(row, "retry", &owner)?,
         enabled: row.get("enabled")?,

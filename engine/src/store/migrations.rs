@@ -38,6 +38,11 @@ const SQLITE: &[MigrationFile] = &[
         "audit log",
         include_str!("../../migrations/sqlite/0006_audit_log.sql"),
     ),
+    (
+        7,
+        "secret rotation",
+        include_str!("../../migrations/sqlite/0007_secret_rotation.sql"),
+    ),
 ];
 
 const POSTGRES: &[MigrationFile] = &[
@@ -70,6 +75,11 @@ const POSTGRES: &[MigrationFile] = &[
         6,
         "audit log",
         include_str!("../../migrations/postgres/0006_audit_log.sql"),
+    ),
+    (
+        7,
+        "secret rotation",
+        include_str!("../../migrations/postgres/0007_secret_rotation.sql"),
     ),
 ];
 

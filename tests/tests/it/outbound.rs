@@ -8,6 +8,8 @@ use weft_tests::receiver::Receiver;
 use weft_tests::weft::{Backend, TestWeft};
 
 const WAIT: Duration = Duration::from_secs(10);
+/// Workers re-read an endpoint at least this often.
+const ENDPOINT_EDITS_APPLY: Duration = Duration::from_millis(1_200);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deliveries_to_internal_addresses_are_refused_and_dead_lettered() {
@@ -72,4 +74,113 @@ async fn deliveries_to_internal_addresses_are_refused_and_dead_lettered() {
     }
     assert_eq!(receiver.count(), 0, "nothing reached the receiver");
     weft.stop().await;
+}
+
+/// Whether `received` carries a valid signature made with `secret`.
+fn signed_with(received: &weft_tests::receiver::Received, secret: &str) -> bool {
+    let now = weft_engine::model::now_millis() / 1000;
+    weft_engine::delivery::verify(
+        secret,
+        &received.headers,
+        &received.body,
+        now,
+        Duration::from_secs(300),
+    )
+    .is_ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotated_secret_signs_beside_the_new_one_until_its_grace_ends() {
+    for backend in weft_tests::weft::BACKENDS {
+        let weft = TestWeft::start(backend).await;
+        let receiver = Receiver::start().await;
+        let (endpoint, first) = weft.endpoint(&receiver.url, 1).await;
+        weft.subscription(&endpoint, json!({ "event_types": ["stock.updated"] }))
+            .await;
+        let rotate = format!("/v1/endpoints/{endpoint}/rotate-secret");
+        let (status, rotated) = weft
+            .post(&rotate, &json!({ "grace_period_seconds": 3600 }))
+            .await;
+        assert_eq!(status, 200, "{rotated}");
+        let second = rotated["secret"].as_str().unwrap().to_owned();
+        assert!(second.starts_with("whsec_") && second != first, "{rotated}");
+        let hint = rotated["previous_secret"]["secret"].as_str().unwrap();
+        assert!(hint.ends_with(&first[first.len() - 4..]), "{rotated}");
+        assert!(
+            !rotated.to_string().contains(&first),
+            "the old secret is shown"
+        );
+        let expires = rotated["previous_secret"]["expires_at"].as_i64().unwrap();
+        let in_an_hour = weft_engine::model::now_millis() + 3_600_000;
+        assert!(
+            (in_an_hour - 5_000..=in_an_hour).contains(&expires),
+            "{rotated}"
+        );
+        let (_, shown) = weft.get(&format!("/v1/endpoints/{endpoint}")).await;
+        assert!(
+            !shown.to_string().contains(&second),
+            "GET shows the new secret"
+        );
+
+        // Workers re-read endpoints every second.
+        tokio::time::sleep(ENDPOINT_EDITS_APPLY).await;
+        // During the grace period both secrets sign: receivers on either verify.
+        weft.publish_sample("stock.updated", |_| {}).await;
+        let received = receiver.wait_for(1, WAIT).await;
+        let signatures = received[0].header("webhook-signature").unwrap();
+        assert_eq!(signatures.split(' ').count(), 2, "{signatures}");
+        assert!(signed_with(&received[0], &first), "the old secret verifies");
+        assert!(
+            signed_with(&received[0], &second),
+            "the new secret verifies"
+        );
+
+        // Without a grace period the old secret stops at once.
+        let third = "whsec_dGhpcmQgc2VjcmV0IG9mIHRoaXJ0eS10d28gYnl0ZXM=";
+        let (status, rotated) = weft
+            .post(
+                &rotate,
+                &json!({ "secret": third, "grace_period_seconds": 0 }),
+            )
+            .await;
+        assert_eq!(status, 200, "{rotated}");
+        assert_eq!(rotated["secret"], third);
+        tokio::time::sleep(ENDPOINT_EDITS_APPLY).await;
+        weft.publish_sample("stock.updated", |_| {}).await;
+        let received = receiver.wait_for(2, WAIT).await;
+        assert_eq!(
+            received[1]
+                .header("webhook-signature")
+                .unwrap()
+                .split(' ')
+                .count(),
+            1
+        );
+        assert!(signed_with(&received[1], third));
+        assert!(!signed_with(&received[1], &second));
+
+        for (body, field) in [
+            (json!({ "secret": "not-a-secret" }), "secret"),
+            (
+                json!({ "grace_period_seconds": 99_999_999 }),
+                "grace_period_seconds",
+            ),
+        ] {
+            let (status, problem) = weft.post(&rotate, &body).await;
+            assert_eq!(
+                (status, &problem["field"]),
+                (422, &json!(field)),
+                "{problem}"
+            );
+        }
+        let (_, log) = weft.get("/v1/audit?action=endpoint.rotate_secret").await;
+        assert_eq!(log["entries"].as_array().unwrap().len(), 2, "{log}");
+        for secret in [first.as_str(), second.as_str(), third] {
+            assert!(
+                !log.to_string().contains(secret),
+                "a secret is in the audit log"
+            );
+        }
+        weft.stop().await;
+    }
 }
