@@ -30,6 +30,9 @@ struct EndpointInput {
     #[serde(default)]
     headers: BTreeMap<String, String>,
     secret: Option<String>,
+    /// How a generated secret signs: `hmac` (`v1`, the default) or `ed25519`
+    /// (`v1a`, verified with the public key the endpoint shows).
+    signature_scheme: Option<String>,
     #[serde(default = "default_timeout")]
     timeout_ms: u32,
     #[serde(default)]
@@ -54,6 +57,9 @@ fn enabled_by_default() -> bool {
 pub fn view(endpoint: &Endpoint) -> Value {
     let mut value = serde_json::to_value(endpoint).unwrap_or_default();
     value["secret"] = json!(secret_hint(&endpoint.secret));
+    if let Some(public_key) = crate::delivery::public_key(&endpoint.secret) {
+        value["public_key"] = json!(public_key);
+    }
     if let Some(previous) = &endpoint.previous_secret {
         value["previous_secret"] = json!({
             "secret": secret_hint(&previous.secret),
@@ -85,7 +91,30 @@ fn secret_hint(secret: &str) -> String {
         .into_iter()
         .rev()
         .collect();
-    format!("whsec_…{tail}")
+    let prefix = secret.split_inclusive('_').next().unwrap_or_default();
+    format!("{prefix}…{tail}")
+}
+
+/// A new secret of `scheme` (`hmac` or `ed25519`; `None` keeps the kind of
+/// `like`, or is `hmac`).
+fn new_secret(scheme: Option<&str>, like: Option<&str>) -> Result<String, ApiError> {
+    let ed25519 = match scheme {
+        Some("hmac") => false,
+        Some("ed25519") => true,
+        Some(other) => {
+            return Err(ApiError::unprocessable(
+                "invalid_field",
+                format!("{other:?} is not a signature scheme: expected hmac or ed25519"),
+            )
+            .at("signature_scheme"));
+        }
+        None => like.is_some_and(|secret| secret.starts_with(crate::delivery::SIGNING_KEY_PREFIX)),
+    };
+    Ok(if ed25519 {
+        crate::delivery::generate_signing_key()
+    } else {
+        crate::delivery::generate_secret()
+    })
 }
 
 async fn create(
@@ -258,13 +287,22 @@ fn checked(
             format!("max_attempts is 1 to {MAX_ATTEMPTS}"),
         ));
     }
-    let secret = match input.secret.or(existing_secret) {
-        Some(secret) => {
+    let secret = match (input.secret, input.signature_scheme.as_deref()) {
+        (Some(_), Some(_)) => {
+            return Err(invalid(
+                "signature_scheme",
+                "give a secret or a signature scheme to generate one, not both".into(),
+            ));
+        }
+        (Some(secret), None) => {
             crate::delivery::validate_secret(&secret)
                 .map_err(|e| invalid("secret", e.to_string()))?;
             secret
         }
-        None => crate::delivery::generate_secret(),
+        (None, scheme) => match existing_secret {
+            Some(existing) if scheme.is_none() => existing,
+            existing => new_secret(scheme, existing.as_deref())?,
+        },
     };
     Ok(Endpoint {
         id,
@@ -319,12 +357,14 @@ async fn rotate_secret(
     #[serde(deny_unknown_fields)]
     struct Rotation {
         secret: Option<String>,
+        signature_scheme: Option<String>,
         grace_period_seconds: Option<u64>,
     }
     let existing = find(&state, &caller.tenant, &id).await?;
     let rotation: Rotation = if body.is_empty() {
         Rotation {
             secret: None,
+            signature_scheme: None,
             grace_period_seconds: None,
         }
     } else {
@@ -347,7 +387,7 @@ async fn rotate_secret(
             })?;
             secret
         }
-        None => crate::delivery::generate_secret(),
+        None => new_secret(rotation.signature_scheme.as_deref(), Some(&existing.secret))?,
     };
     let now = now_millis();
     let grace_ms = i64::try_from(grace * 1000).unwrap_or(i64::MAX);

@@ -21,6 +21,7 @@ pub use guard::NetworkPolicy;
 pub use headers::{REDACTED, USER_AGENT, redact_headers, webhook_headers};
 pub use retry::{MAX_RETRY_AFTER, Verdict, classify, next_attempt_delay, retry_after};
 pub use signing::{
-    HEADER_ID, HEADER_SIGNATURE, HEADER_TIMESTAMP, SECRET_PREFIX, SigningError, VerifyError,
-    generate_secret, sign, validate_secret, verify,
+    HEADER_ID, HEADER_SIGNATURE, HEADER_TIMESTAMP, PUBLIC_KEY_PREFIX, SECRET_PREFIX,
+    SIGNING_KEY_PREFIX, SigningError, VerifyError, generate_secret, generate_signing_key,
+    public_key, sign, validate_secret, verify,
 };

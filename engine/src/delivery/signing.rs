@@ -1,6 +1,10 @@
-//! Standard Webhooks signatures: `v1,<base64 HMAC-SHA256 of {id}.{timestamp}.{body}>`.
+//! Standard Webhooks signatures of `{id}.{timestamp}.{body}`: `v1,<base64
+//! HMAC-SHA256>` with a shared secret, or `v1a,<base64 ed25519 signature>`
+//! with a signing key, which receivers check with its public key alone.
 //!
-//! Secrets look like `whsec_<base64 of 24 to 64 random bytes>`. Several secrets
+//! Secrets look like `whsec_<base64 of 24 to 64 random bytes>`; signing keys
+//! like `whsk_<base64 of the 32-byte seed and the 32-byte public key>`, and
+//! their public keys like `whpk_<base64 of 32 bytes>`. Several secrets
 //! sign the same request during a rotation: the header then carries one `v1,…`
 //! per secret, space-separated, and a receiver accepts the request if any of them
 //! verifies with the secret it knows.
@@ -13,6 +17,7 @@ use base64::alphabet;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use hmac::{Hmac, Mac};
 use rand::RngCore;
+use ring::signature::{ED25519, Ed25519KeyPair, KeyPair, UnparsedPublicKey};
 use sha2::Sha256;
 use std::time::Duration;
 
@@ -20,8 +25,15 @@ use std::time::Duration;
 /// is pasted (and caught by secret scanners).
 pub const SECRET_PREFIX: &str = "whsec_";
 
+/// Signing keys (ed25519) start with this, their public keys with the next.
+pub const SIGNING_KEY_PREFIX: &str = "whsk_";
+pub const PUBLIC_KEY_PREFIX: &str = "whpk_";
+
 /// The version tag of an HMAC-SHA256 signature in `webhook-signature`.
 const SIGNATURE_VERSION: &str = "v1";
+/// The version tag of an ed25519 signature.
+const ASYMMETRIC_VERSION: &str = "v1a";
+const ED25519_BYTES: usize = 32;
 
 /// Random bytes in a generated secret: 256 bits, HMAC-SHA256's own key strength.
 const GENERATED_SECRET_BYTES: usize = 32;
@@ -51,8 +63,13 @@ type HmacSha256 = Hmac<Sha256>;
 pub enum SigningError {
     #[error("no signing secret given: at least one `{SECRET_PREFIX}…` secret is needed")]
     NoSecret,
-    #[error("signing secret #{index} does not start with `{SECRET_PREFIX}`")]
+    #[error(
+        "signing secret #{index} does not start with `{SECRET_PREFIX}` (a shared secret) \
+         or `{SIGNING_KEY_PREFIX}` (an ed25519 signing key)"
+    )]
     MissingPrefix { index: usize },
+    #[error("signing key #{index} is not an ed25519 key: {reason}")]
+    BadSigningKey { index: usize, reason: String },
     #[error("signing secret #{index} is not valid base64 after `{SECRET_PREFIX}`: {reason}")]
     NotBase64 { index: usize, reason: String },
     #[error(
@@ -83,8 +100,10 @@ pub enum VerifyError {
     },
     #[error("the receiver's secret is unusable: {0}")]
     Secret(#[from] SigningError),
-    #[error("no `v1` signature in `{HEADER_SIGNATURE}` matches the body")]
+    #[error("no signature in `{HEADER_SIGNATURE}` matches the body")]
     NoMatchingSignature,
+    #[error("the public key is not `{PUBLIC_KEY_PREFIX}` and 32 bytes of base64")]
+    BadPublicKey,
 }
 
 /// A new random secret, `whsec_` + base64 of 32 random bytes.
@@ -94,10 +113,32 @@ pub fn generate_secret() -> String {
     format!("{SECRET_PREFIX}{}", BASE64.encode(key))
 }
 
+/// A new ed25519 signing key, `whsk_` + base64 of its seed and public key.
+pub fn generate_signing_key() -> String {
+    let mut seed = [0u8; ED25519_BYTES];
+    rand::rng().fill_bytes(&mut seed);
+    let pair = Ed25519KeyPair::from_seed_unchecked(&seed).expect("any 32 bytes are a seed");
+    let mut encoded = seed.to_vec();
+    encoded.extend_from_slice(pair.public_key().as_ref());
+    format!("{SIGNING_KEY_PREFIX}{}", BASE64.encode(encoded))
+}
+
+/// The public key of a signing key (`whpk_…`), which receivers verify with;
+/// `None` for a shared secret.
+pub fn public_key(secret: &str) -> Option<String> {
+    match decode_key(1, secret).ok()? {
+        Key::Ed25519(pair) => Some(format!(
+            "{PUBLIC_KEY_PREFIX}{}",
+            BASE64.encode(pair.public_key().as_ref())
+        )),
+        Key::Hmac(_) => None,
+    }
+}
+
 /// Checks that `secret` can sign, without signing anything: for accepting a
 /// secret a user supplies.
 pub fn validate_secret(secret: &str) -> Result<(), SigningError> {
-    decode_secret(1, secret).map(drop)
+    decode_key(1, secret).map(drop)
 }
 
 /// The `webhook-signature` value for one message: one `v1,<base64>` per secret,
@@ -118,19 +159,27 @@ pub fn sign(
     }
     let mut signatures = Vec::with_capacity(secrets.len());
     for (position, secret) in secrets.iter().enumerate() {
-        let key = decode_secret(position + 1, secret)?;
-        let tag = signed_content_mac(&key, msg_id, timestamp_secs, body).finalize();
-        signatures.push(format!(
-            "{SIGNATURE_VERSION},{}",
-            BASE64.encode(tag.into_bytes())
-        ));
+        signatures.push(match decode_key(position + 1, secret)? {
+            Key::Hmac(key) => {
+                let tag = signed_content_mac(&key, msg_id, timestamp_secs, body).finalize();
+                format!("{SIGNATURE_VERSION},{}", BASE64.encode(tag.into_bytes()))
+            }
+            Key::Ed25519(pair) => {
+                let content = signed_content(msg_id, timestamp_secs, body);
+                format!(
+                    "{ASYMMETRIC_VERSION},{}",
+                    BASE64.encode(pair.sign(&content).as_ref())
+                )
+            }
+        });
     }
     Ok(signatures.join(" "))
 }
 
 /// Verifies a request as a receiver would: the timestamp is within `tolerance`
-/// of `now_secs` (a replayed request is refused), and at least one `v1`
-/// signature of `webhook-signature` matches, compared in constant time.
+/// of `now_secs` (a replayed request is refused), and at least one signature
+/// of `webhook-signature` matches: a `v1` one, compared in constant time, for a
+/// shared secret (`whsec_…`); a `v1a` one for a public key (`whpk_…`).
 pub fn verify(
     secret: &str,
     headers: &http::HeaderMap,
@@ -162,20 +211,69 @@ pub fn verify(
         });
     }
 
-    let key = decode_secret(1, secret)?;
-    let expected = signed_content_mac(&key, msg_id, timestamp, body);
-    let matches = signatures
-        .split(' ')
-        .filter_map(|entry| entry.split_once(','))
-        .filter(|(version, _)| *version == SIGNATURE_VERSION)
-        .filter_map(|(_, encoded)| BASE64.decode(encoded).ok())
+    let candidates = |wanted: &'static str| {
+        signatures
+            .split(' ')
+            .filter_map(|entry| entry.split_once(','))
+            .filter(move |(version, _)| *version == wanted)
+            .filter_map(|(_, encoded)| BASE64.decode(encoded).ok())
+    };
+    let matches = if let Some(encoded) = secret.strip_prefix(PUBLIC_KEY_PREFIX) {
+        let public = BASE64
+            .decode(encoded)
+            .ok()
+            .filter(|key| key.len() == ED25519_BYTES)
+            .ok_or(VerifyError::BadPublicKey)?;
+        let public = UnparsedPublicKey::new(&ED25519, public);
+        let content = signed_content(msg_id, timestamp, body);
+        candidates(ASYMMETRIC_VERSION).any(|candidate| public.verify(&content, &candidate).is_ok())
+    } else {
+        let key = decode_secret(1, secret)?;
+        let expected = signed_content_mac(&key, msg_id, timestamp, body);
         // `verify_slice` compares in constant time.
-        .any(|candidate| expected.clone().verify_slice(&candidate).is_ok());
+        candidates(SIGNATURE_VERSION)
+            .any(|candidate| expected.clone().verify_slice(&candidate).is_ok())
+    };
     if matches {
         Ok(())
     } else {
         Err(VerifyError::NoMatchingSignature)
     }
+}
+
+/// What is signed: `{msg_id}.{timestamp}.{body}`.
+fn signed_content(msg_id: &str, timestamp_secs: i64, body: &[u8]) -> Vec<u8> {
+    let mut content = format!("{msg_id}.{timestamp_secs}.").into_bytes();
+    content.extend_from_slice(body);
+    content
+}
+
+/// A key that signs.
+enum Key {
+    Hmac(Vec<u8>),
+    Ed25519(Ed25519KeyPair),
+}
+
+/// The key in `secret`, the `index`-th (from 1) of a list, for messages.
+fn decode_key(index: usize, secret: &str) -> Result<Key, SigningError> {
+    let Some(encoded) = secret.strip_prefix(SIGNING_KEY_PREFIX) else {
+        return decode_secret(index, secret).map(Key::Hmac);
+    };
+    let bad = |reason: String| SigningError::BadSigningKey { index, reason };
+    let bytes = BASE64
+        .decode(encoded)
+        .map_err(|error| bad(format!("not base64: {error}")))?;
+    let pair = match bytes.len() {
+        ED25519_BYTES => Ed25519KeyPair::from_seed_unchecked(&bytes),
+        64 => Ed25519KeyPair::from_seed_and_public_key(&bytes[..32], &bytes[32..]),
+        other => {
+            return Err(bad(format!(
+                "it decodes to {other} bytes, not a 32-byte seed (and its 32-byte public key)"
+            )));
+        }
+    };
+    pair.map(Key::Ed25519)
+        .map_err(|error| bad(error.to_string()))
 }
 
 /// The HMAC of `{msg_id}.{timestamp}.{body}`, ready to finalize or verify.
@@ -342,6 +440,48 @@ mod tests {
             verify(SPEC_SECRET, &HeaderMap::new(), SPEC_BODY, now, TOLERANCE),
             Err(VerifyError::MissingHeader(HEADER_ID))
         );
+    }
+
+    #[test]
+    fn an_ed25519_key_signs_v1a_and_receivers_verify_with_its_public_key() {
+        let key = generate_signing_key();
+        assert!(key.starts_with(SIGNING_KEY_PREFIX));
+        assert_ne!(key, generate_signing_key());
+        let public = public_key(&key).unwrap();
+        assert!(public.starts_with(PUBLIC_KEY_PREFIX));
+        assert_eq!(public_key(SPEC_SECRET), None);
+        // Beside a shared secret, as during a rotation from one to the other.
+        let signature = sign(&[&key, SPEC_SECRET], SPEC_ID, SPEC_TIMESTAMP, SPEC_BODY).unwrap();
+        let (asymmetric, symmetric) = signature.split_once(' ').unwrap();
+        assert!(asymmetric.starts_with("v1a,"), "{signature}");
+        assert_eq!(symmetric, SPEC_SIGNATURE);
+        let signed = headers(SPEC_ID, SPEC_TIMESTAMP, &signature);
+        assert_eq!(
+            verify(&public, &signed, SPEC_BODY, SPEC_TIMESTAMP, TOLERANCE),
+            Ok(())
+        );
+        assert_eq!(
+            verify(SPEC_SECRET, &signed, SPEC_BODY, SPEC_TIMESTAMP, TOLERANCE),
+            Ok(())
+        );
+        // The public key alone proves nothing about another body, or another key.
+        assert_eq!(
+            verify(&public, &signed, b"{}", SPEC_TIMESTAMP, TOLERANCE),
+            Err(VerifyError::NoMatchingSignature)
+        );
+        let other = public_key(&generate_signing_key()).unwrap();
+        assert_eq!(
+            verify(&other, &signed, SPEC_BODY, SPEC_TIMESTAMP, TOLERANCE),
+            Err(VerifyError::NoMatchingSignature)
+        );
+        // A key given as its seed alone signs the same.
+        let seed = BASE64.decode(&key[SIGNING_KEY_PREFIX.len()..]).unwrap();
+        let short = format!("{SIGNING_KEY_PREFIX}{}", BASE64.encode(&seed[..32]));
+        assert_eq!(public_key(&short), Some(public));
+        assert!(matches!(
+            validate_secret("whsk_AAAA"),
+            Err(SigningError::BadSigningKey { index: 1, .. })
+        ));
     }
 
     #[test]

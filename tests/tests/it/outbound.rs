@@ -184,3 +184,55 @@ async fn a_rotated_secret_signs_beside_the_new_one_until_its_grace_ends() {
         weft.stop().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ed25519_endpoint_signs_v1a_that_its_public_key_verifies() {
+    let weft = TestWeft::start(Backend::Sqlite).await;
+    let receiver = Receiver::start().await;
+    let (status, created) = weft
+        .post(
+            "/v1/endpoints",
+            &json!({ "name": "erp", "url": receiver.url, "signature_scheme": "ed25519" }),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let signing_key = created["secret"].as_str().unwrap().to_owned();
+    assert!(signing_key.starts_with("whsk_"), "{created}");
+    let public_key = created["public_key"].as_str().unwrap().to_owned();
+    assert!(public_key.starts_with("whpk_"), "{created}");
+    let endpoint = created["id"].as_str().unwrap().to_owned();
+    let (_, shown) = weft.get(&format!("/v1/endpoints/{endpoint}")).await;
+    assert_eq!(shown["public_key"], public_key.as_str());
+    assert!(
+        shown["secret"].as_str().unwrap().starts_with("whsk_…"),
+        "{shown}"
+    );
+    assert!(
+        !shown.to_string().contains(&signing_key),
+        "GET shows the signing key"
+    );
+
+    weft.subscription(&endpoint, json!({ "event_types": ["stock.updated"] }))
+        .await;
+    weft.publish_sample("stock.updated", |_| {}).await;
+    let received = receiver.wait_for(1, WAIT).await;
+    let signature = received[0].header("webhook-signature").unwrap();
+    assert!(signature.starts_with("v1a,"), "{signature}");
+    assert!(
+        signed_with(&received[0], &public_key),
+        "the public key verifies"
+    );
+
+    let (status, problem) = weft
+        .post(
+            "/v1/endpoints",
+            &json!({ "name": "x", "url": receiver.url, "signature_scheme": "rsa" }),
+        )
+        .await;
+    assert_eq!(
+        (status, &problem["field"]),
+        (422, &json!("signature_scheme")),
+        "{problem}"
+    );
+    weft.stop().await;
+}
