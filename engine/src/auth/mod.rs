@@ -12,7 +12,7 @@ mod tokens;
 
 pub use api_keys::{InvalidKey, IssuedKey, digest, issue, issue_from};
 pub use ingest::{DEFAULT_INGEST_PER_SECOND, IngestLimits};
-pub use networks::AllowedNetworks;
+pub use networks::{AllowedNetworks, parse_networks};
 pub use tokens::{TokenIssuer, TokenKey};
 
 use crate::model::{ApiKey, ApiKeyId, Role, TenantId};

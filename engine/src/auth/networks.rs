@@ -1,4 +1,5 @@
-//! Where a key may be used from: a list of networks in CIDR notation.
+//! Where a key may be used from: a list of networks in CIDR notation. The
+//! parser serves the delivery guard's allow-list too.
 
 use ipnet::IpNet;
 use std::net::IpAddr;
@@ -7,23 +8,29 @@ use std::net::IpAddr;
 #[derive(Debug, Clone, Default)]
 pub struct AllowedNetworks(Vec<IpNet>);
 
+/// Parses CIDRs (`10.0.0.0/8`, `2001:db8::/32`) or single addresses. The
+/// error names the entry at fault.
+pub fn parse_networks(entries: &[String]) -> Result<Vec<IpNet>, String> {
+    entries
+        .iter()
+        .map(|entry| {
+            entry
+                .parse::<IpNet>()
+                .or_else(|_| entry.parse::<IpAddr>().map(IpNet::from))
+                .map(|network| network.trunc())
+                .map_err(|_| {
+                    format!(
+                        "{entry:?} is not a network: expected a CIDR like 10.0.0.0/8 or an address"
+                    )
+                })
+        })
+        .collect()
+}
+
 impl AllowedNetworks {
-    /// Parses CIDRs (`10.0.0.0/8`, `2001:db8::/32`) or single addresses.
-    /// The error names the entry at fault.
+    /// See [`parse_networks`].
     pub fn parse(entries: &[String]) -> Result<Self, String> {
-        entries
-            .iter()
-            .map(|entry| {
-                entry
-                    .parse::<IpNet>()
-                    .or_else(|_| entry.parse::<IpAddr>().map(IpNet::from))
-                    .map(|network| network.trunc())
-                    .map_err(|_| {
-                        format!("{entry:?} is not a network: expected a CIDR like 10.0.0.0/8 or an address")
-                    })
-            })
-            .collect::<Result<_, _>>()
-            .map(Self)
+        parse_networks(entries).map(Self)
     }
 
     /// Allows no address at all: what a stored list that no longer parses means.

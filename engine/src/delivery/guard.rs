@@ -53,18 +53,7 @@ impl NetworkPolicy {
     /// Public addresses, and those in `networks` (CIDRs or single addresses),
     /// which win over the refused ranges. The error names the entry at fault.
     pub fn allowing(networks: &[String]) -> Result<Self, String> {
-        let allowed = networks
-            .iter()
-            .map(|entry| {
-                entry
-                    .parse::<IpNet>()
-                    .or_else(|_| entry.parse::<IpAddr>().map(IpNet::from))
-                    .map(|network| network.trunc())
-                    .map_err(|_| {
-                        format!("{entry:?} is not a network: expected a CIDR like 10.0.0.0/8")
-                    })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        let allowed = crate::auth::parse_networks(networks)?;
         let refused = REFUSED
             .iter()
             .map(|(network, what)| (network.parse().expect("a valid range"), *what))

@@ -120,15 +120,8 @@ impl Store {
                 audit_columns!(),
                 " FROM audit_log WHERE tenant = "
             ))
-            .parameter(tenant.as_str());
-        for (condition, value) in conditions {
-            statement
-                .sql(" AND ")
-                .sql(condition)
-                .sql(" ")
-                .parameter(value);
-        }
-        statement
+            .parameter(tenant.as_str())
+            .and_each(conditions)
             .sql(" ORDER BY id DESC LIMIT ")
             .parameter(i64::from(query.limit.clamp(1, MAX_AUDIT_PAGE)));
         let rows = self

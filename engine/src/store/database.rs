@@ -469,6 +469,15 @@ impl SqlBuilder {
         self
     }
 
+    /// Appends ` AND <condition> <placeholder>` for each filter, binding its
+    /// value: `("status =", "failed".into())`.
+    pub(super) fn and_each(&mut self, filters: Vec<(&str, Value)>) -> &mut Self {
+        for (condition, value) in filters {
+            self.sql(" AND ").sql(condition).sql(" ").parameter(value);
+        }
+        self
+    }
+
     /// Appends `values` as a comma-separated list of placeholders.
     pub(super) fn list(&mut self, values: impl IntoIterator<Item = Value>) -> &mut Self {
         for (position, value) in values.into_iter().enumerate() {

@@ -120,15 +120,8 @@ impl Store {
                 delivery_columns!(),
                 " FROM deliveries WHERE tenant = "
             ))
-            .parameter(tenant.as_str());
-        for (condition, value) in conditions {
-            statement
-                .sql(" AND ")
-                .sql(condition)
-                .sql(" ")
-                .parameter(value);
-        }
-        statement
+            .parameter(tenant.as_str())
+            .and_each(conditions)
             .sql(" ORDER BY seq DESC LIMIT ")
             .parameter(i64::from(query.limit.min(MAX_PAGE_SIZE)));
         // A few dozen shapes at most, each worth keeping prepared.
