@@ -26,23 +26,21 @@ struct ListParams {
     limit: Option<u32>,
 }
 
-fn bad(field: &str, detail: String) -> ApiError {
-    ApiError::bad_request("invalid_query", detail).at(field)
-}
-
 impl ListParams {
     fn into_query(self) -> Result<AuditQuery, ApiError> {
         let limit = self.limit.unwrap_or(DEFAULT_PAGE);
         if limit == 0 || limit > MAX_AUDIT_PAGE {
-            return Err(bad("limit", format!("limit is 1 to {MAX_AUDIT_PAGE}")));
+            return Err(ApiError::invalid_query(
+                "limit",
+                format!("limit is 1 to {MAX_AUDIT_PAGE}"),
+            ));
         }
-        let outcome =
-            match self.outcome.as_deref() {
-                None => None,
-                Some(text) => Some(AuditOutcome::parse(text).ok_or_else(|| {
-                    bad("outcome", format!("{text:?} is not one of done, refused"))
-                })?),
-            };
+        let outcome = match self.outcome.as_deref() {
+            None => None,
+            Some(text) => Some(AuditOutcome::parse(text).ok_or_else(|| {
+                ApiError::invalid_query("outcome", format!("{text:?} is not one of done, refused"))
+            })?),
+        };
         Ok(AuditQuery {
             action: self.action,
             actor: self.actor,
@@ -54,7 +52,7 @@ impl ListParams {
                 .before
                 .map(|id| AuditId::parse(&id))
                 .transpose()
-                .map_err(|e| bad("before", e.to_string()))?,
+                .map_err(|e| ApiError::invalid_query("before", e.to_string()))?,
             limit,
         })
     }

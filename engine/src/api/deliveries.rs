@@ -30,16 +30,12 @@ struct ListParams {
     before: Option<String>,
 }
 
-fn bad(field: &str, detail: String) -> ApiError {
-    ApiError::bad_request("invalid_query", detail).at(field)
-}
-
 impl ListParams {
     fn into_query(self) -> Result<DeliveryQuery, ApiError> {
         let status = match self.status.as_deref() {
             None => None,
             Some(text) => Some(DeliveryStatus::parse(text).ok_or_else(|| {
-                bad(
+                ApiError::invalid_query(
                     "status",
                     format!("{text:?} is not one of pending, succeeded, failed, dropped"),
                 )
@@ -47,7 +43,10 @@ impl ListParams {
         };
         let limit = self.limit.unwrap_or(DEFAULT_PAGE);
         if limit == 0 || limit > MAX_PAGE {
-            return Err(bad("limit", format!("limit is 1 to {MAX_PAGE}")));
+            return Err(ApiError::invalid_query(
+                "limit",
+                format!("limit is 1 to {MAX_PAGE}"),
+            ));
         }
         Ok(DeliveryQuery {
             status,
@@ -55,18 +54,18 @@ impl ListParams {
                 .endpoint_id
                 .map(|id| EndpointId::parse(&id))
                 .transpose()
-                .map_err(|e| bad("endpoint_id", e.to_string()))?,
+                .map_err(|e| ApiError::invalid_query("endpoint_id", e.to_string()))?,
             subscription_id: self
                 .subscription_id
                 .map(|id| SubscriptionId::parse(&id))
                 .transpose()
-                .map_err(|e| bad("subscription_id", e.to_string()))?,
+                .map_err(|e| ApiError::invalid_query("subscription_id", e.to_string()))?,
             event_type: self.event_type,
             event_id: self
                 .event_id
                 .map(|id| EventId::parse(&id))
                 .transpose()
-                .map_err(|e| bad("event_id", e.to_string()))?,
+                .map_err(|e| ApiError::invalid_query("event_id", e.to_string()))?,
             since: self.since,
             until: self.until,
             limit,
@@ -74,7 +73,7 @@ impl ListParams {
                 .before
                 .map(|id| DeliveryId::parse(&id))
                 .transpose()
-                .map_err(|e| bad("before", e.to_string()))?,
+                .map_err(|e| ApiError::invalid_query("before", e.to_string()))?,
         })
     }
 }

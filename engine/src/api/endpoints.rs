@@ -4,7 +4,7 @@
 //! (generated when none is given); afterwards only a hint of it.
 
 use super::caller::{Caller, Configure, Read};
-use super::error::parse_json;
+use super::error::{parse_json, parse_optional_json};
 use super::{ApiError, AppState};
 use crate::model::{Endpoint, EndpointId, PreviousSecret, RetryPolicy, TenantId, now_millis};
 use axum::extract::{Path, State};
@@ -93,6 +93,13 @@ fn secret_hint(secret: &str) -> String {
         .collect();
     let prefix = secret.split_inclusive('_').next().unwrap_or_default();
     format!("{prefix}…{tail}")
+}
+
+/// A secret the user gave, once checked that it can sign.
+fn chosen_secret(secret: String) -> Result<String, ApiError> {
+    crate::delivery::validate_secret(&secret)
+        .map_err(|e| ApiError::unprocessable("invalid_field", e.to_string()).at("secret"))?;
+    Ok(secret)
 }
 
 /// A new secret of `scheme` (`hmac` or `ed25519`; `None` keeps the kind of
@@ -294,11 +301,7 @@ fn checked(
                 "give a secret or a signature scheme to generate one, not both".into(),
             ));
         }
-        (Some(secret), None) => {
-            crate::delivery::validate_secret(&secret)
-                .map_err(|e| invalid("secret", e.to_string()))?;
-            secret
-        }
+        (Some(secret), None) => chosen_secret(secret)?,
         (None, scheme) => match existing_secret {
             Some(existing) if scheme.is_none() => existing,
             existing => new_secret(scheme, existing.as_deref())?,
@@ -353,7 +356,7 @@ async fn rotate_secret(
     Path(id): Path<String>,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    #[derive(Deserialize)]
+    #[derive(Deserialize, Default)]
     #[serde(deny_unknown_fields)]
     struct Rotation {
         secret: Option<String>,
@@ -361,15 +364,7 @@ async fn rotate_secret(
         grace_period_seconds: Option<u64>,
     }
     let existing = find(&state, &caller.tenant, &id).await?;
-    let rotation: Rotation = if body.is_empty() {
-        Rotation {
-            secret: None,
-            signature_scheme: None,
-            grace_period_seconds: None,
-        }
-    } else {
-        parse_json(&body)?
-    };
+    let rotation: Rotation = parse_optional_json(&body)?;
     let grace = rotation
         .grace_period_seconds
         .unwrap_or(DEFAULT_GRACE_SECONDS);
@@ -381,12 +376,7 @@ async fn rotate_secret(
         .at("grace_period_seconds"));
     }
     let secret = match rotation.secret {
-        Some(secret) => {
-            crate::delivery::validate_secret(&secret).map_err(|e| {
-                ApiError::unprocessable("invalid_field", e.to_string()).at("secret")
-            })?;
-            secret
-        }
+        Some(secret) => chosen_secret(secret)?,
         None => new_secret(rotation.signature_scheme.as_deref(), Some(&existing.secret))?,
     };
     let now = now_millis();
@@ -422,21 +412,14 @@ async fn replay_failed(
     Path(id): Path<String>,
     body: Bytes,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    #[derive(Deserialize)]
+    #[derive(Deserialize, Default)]
     #[serde(deny_unknown_fields)]
     struct Window {
         since: Option<i64>,
         until: Option<i64>,
     }
     let endpoint = find(&state, &caller.tenant, &id).await?;
-    let window: Window = if body.is_empty() {
-        Window {
-            since: None,
-            until: None,
-        }
-    } else {
-        parse_json(&body)?
-    };
+    let window: Window = parse_optional_json(&body)?;
     let (since, until) = (window.since.unwrap_or(0), window.until.unwrap_or(i64::MAX));
     let audit = caller.audit(
         "endpoint.replay_failed",

@@ -47,6 +47,11 @@ impl ApiError {
         Self::new(StatusCode::BAD_REQUEST, code, "Bad request", detail)
     }
 
+    /// A query string parameter that cannot be used, named.
+    pub fn invalid_query(field: &str, detail: impl Into<String>) -> Self {
+        Self::bad_request("invalid_query", detail).at(field)
+    }
+
     pub fn unprocessable(code: &'static str, detail: impl Into<String>) -> Self {
         Self::new(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -165,6 +170,18 @@ impl From<crate::store::StoreError> for ApiError {
             StoreError::Invalid(detail) => Self::bad_request("invalid_input", detail),
             other => Self::internal(other.to_string()),
         }
+    }
+}
+
+/// Like [`parse_json`], for a body that may be left out: an empty body is
+/// `T::default()`.
+pub fn parse_optional_json<T: serde::de::DeserializeOwned + Default>(
+    body: &[u8],
+) -> Result<T, ApiError> {
+    if body.is_empty() {
+        Ok(T::default())
+    } else {
+        parse_json(body)
     }
 }
 
