@@ -358,6 +358,31 @@ pub struct PluginRef {
     pub version: String,
     #[serde(default = "empty_object")]
     pub config: serde_json::Value,
+    /// Limits for this plugin here, where the server's defaults do not suit it
+    /// (an interpreted plugin needs more memory and time than a Rust one).
+    #[serde(default, skip_serializing_if = "LimitOverrides::is_empty")]
+    pub limits: LimitOverrides,
+}
+
+/// Per-attachment limits; each one left out is the server's default.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitOverrides {
+    /// CPU time per invocation, in milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deadline_ms: Option<u32>,
+    /// Linear memory, in MiB.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_mib: Option<u32>,
+    /// Size of the requests one invocation returns, in MiB.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_mib: Option<u32>,
+}
+
+impl LimitOverrides {
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
 }
 
 fn empty_object() -> serde_json::Value {

@@ -105,8 +105,18 @@ impl SubscriptionChain {
             check_order(last_world, plugin.world())
                 .map_err(|message| fail(field.clone(), "invalid_chain", message))?;
             last_world = plugin.world();
+            let limits = runtime
+                .default_limits()
+                .overridden(&reference.limits)
+                .map_err(|e| {
+                    fail(
+                        format!("{field}.limits.{}", e.field),
+                        "invalid_field",
+                        e.reason,
+                    )
+                })?;
             let attached = plugin
-                .attach(&reference.config, runtime.default_limits())
+                .attach(&reference.config, limits)
                 .map_err(|e| {
                     fail(
                         format!("{field}.config"),

@@ -3,6 +3,7 @@
 //! Every limit answers a threat from a plugin that is buggy or hostile; each is
 //! enforced per invocation, so the plugin that exceeds it fails alone.
 
+use crate::model::LimitOverrides;
 use std::time::Duration;
 
 /// Limits for one invocation of one plugin.
@@ -24,8 +25,61 @@ impl Default for Limits {
             deadline: Duration::from_millis(100),
             memory_bytes: 64 << 20,
             // Deliveries carry payloads up to 10 MB: a transform may return that much.
-            output_bytes: 10 << 20,
+            output_bytes: MAX_OUTPUT_BYTES,
         }
+    }
+}
+
+/// The longest CPU deadline a subscription may give a plugin.
+pub const MAX_DEADLINE: Duration = Duration::from_secs(10);
+
+/// The most linear memory a subscription may give a plugin: what a pool slot
+/// holds.
+pub const MAX_MEMORY_BYTES: usize = 1 << 30;
+
+/// The most a plugin may return: a delivery's largest payload.
+pub const MAX_OUTPUT_BYTES: usize = 10 << 20;
+
+/// A limit override out of its range: the field (under `limits.`) and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("limits.{field}: {reason}")]
+pub struct InvalidLimit {
+    pub field: &'static str,
+    pub reason: String,
+}
+
+impl Limits {
+    /// These limits with `overrides` applied, each checked against its range.
+    pub fn overridden(self, overrides: &LimitOverrides) -> Result<Limits, InvalidLimit> {
+        fn within(
+            field: &'static str,
+            value: Option<u32>,
+            max: u64,
+            unit: &str,
+        ) -> Result<Option<u64>, InvalidLimit> {
+            match value {
+                Some(value) if value == 0 || u64::from(value) > max => Err(InvalidLimit {
+                    field,
+                    reason: format!("{value} is out of range: 1 to {max} {unit}"),
+                }),
+                other => Ok(other.map(u64::from)),
+            }
+        }
+        const MIB: u64 = 1 << 20;
+        let mut limits = self;
+        let max_ms = MAX_DEADLINE.as_millis() as u64;
+        if let Some(ms) = within("deadline_ms", overrides.deadline_ms, max_ms, "ms")? {
+            limits.deadline = Duration::from_millis(ms);
+        }
+        let max_memory = MAX_MEMORY_BYTES as u64 / MIB;
+        if let Some(mib) = within("memory_mib", overrides.memory_mib, max_memory, "MiB")? {
+            limits.memory_bytes = (mib * MIB) as usize;
+        }
+        let max_output = MAX_OUTPUT_BYTES as u64 / MIB;
+        if let Some(mib) = within("output_mib", overrides.output_mib, max_output, "MiB")? {
+            limits.output_bytes = (mib * MIB) as usize;
+        }
+        Ok(limits)
     }
 }
 
@@ -88,5 +142,35 @@ mod tests {
         assert_eq!(deadline_ticks(Duration::from_millis(100)), 101);
         assert_eq!(deadline_ticks(Duration::from_micros(100)), 2);
         assert_eq!(deadline_ticks(Duration::ZERO), 1);
+    }
+
+    #[test]
+    fn overrides_replace_the_defaults_they_name_and_keep_the_rest() {
+        let overrides = LimitOverrides {
+            deadline_ms: Some(2_000),
+            memory_mib: Some(256),
+            output_mib: None,
+        };
+        let limits = Limits::default().overridden(&overrides).unwrap();
+        assert_eq!(limits.deadline, Duration::from_secs(2));
+        assert_eq!(limits.memory_bytes, 256 << 20);
+        assert_eq!(limits.output_bytes, Limits::default().output_bytes);
+        assert_eq!(
+            Limits::default().overridden(&LimitOverrides::default()),
+            Ok(Limits::default())
+        );
+    }
+
+    #[test]
+    fn an_override_out_of_range_names_its_field() {
+        let cases = [
+            (LimitOverrides { deadline_ms: Some(0), ..Default::default() }, "limits.deadline_ms: 0 is out of range: 1 to 10000 ms"),
+            (LimitOverrides { memory_mib: Some(2048), ..Default::default() }, "limits.memory_mib: 2048 is out of range: 1 to 1024 MiB"),
+            (LimitOverrides { output_mib: Some(11), ..Default::default() }, "limits.output_mib: 11 is out of range: 1 to 10 MiB"),
+        ];
+        for (overrides, expected) in cases {
+            let error = Limits::default().overridden(&overrides).unwrap_err();
+            assert_eq!(error.to_string(), expected);
+        }
     }
 }

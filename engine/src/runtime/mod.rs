@@ -27,7 +27,7 @@ pub use bindings::types::{Event, Request};
 pub use bindings::{CONTRACT_PACKAGE, CONTRACT_VERSION};
 pub use error::{ConfigError, Disposition, InvokeError, LoadError, World};
 pub use guest::{GuestLog, LogLevel};
-pub use limits::Limits;
+pub use limits::{InvalidLimit, Limits};
 pub use plugin::{AttachedPlugin, Invocation, Output, Plugin};
 
 use bindings::filter::{Filter, FilterPre};
@@ -333,17 +333,13 @@ fn pooling_config(config: &RuntimeConfig) -> PoolingAllocationConfig {
         .table_elements(TABLE_ELEMENTS)
         .max_component_instance_size(COMPONENT_INSTANCE_BYTES)
         .max_core_instance_size(CORE_INSTANCE_BYTES)
-        .max_memory_size(config.default_limits.memory_bytes.max(MAX_POOLED_MEMORY))
+        .max_memory_size(config.default_limits.memory_bytes.max(limits::MAX_MEMORY_BYTES))
         .linear_memory_keep_resident(MEMORY_KEEP_RESIDENT)
         .table_keep_resident(TABLE_KEEP_RESIDENT)
         // Linux 6.7+: reset only the pages an invocation dirtied (see MEMORY_KEEP_RESIDENT).
         .pagemap_scan(Enabled::Auto);
     pool
 }
-
-/// The largest linear memory a pool slot holds. Per-plugin caps above the default
-/// limit work up to this size.
-const MAX_POOLED_MEMORY: usize = 1 << 30;
 
 /// Rejects what is not a component before Cranelift sees it, with a hint.
 fn check_component_header(bytes: &[u8]) -> Result<(), LoadError> {

@@ -5,6 +5,8 @@
 use serde_json::{Value, json};
 use std::sync::Arc;
 use weft_engine::runtime::{InvokeError, Limits, Output, Plugin};
+use weft_tests::receiver::Receiver;
+use weft_tests::weft::{Backend, TestWeft};
 use weft_tests::{
     guest_bytes, javascript_redact_pii, python_redact_pii, sample_event, sample_event_types,
     shared_runtime,
@@ -136,4 +138,59 @@ fn every_language_refuses_an_unknown_config_key_through_the_schema() {
             "{language}: {error}"
         );
     }
+}
+
+/// In the server, an interpreted plugin gets the room it needs from the
+/// subscription that attaches it (`limits`), and an override out of range is
+/// refused naming its field.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscription_gives_an_interpreted_plugin_its_limits_in_the_server() {
+    let weft = TestWeft::start(Backend::Sqlite).await;
+    let acme = weft.api_as("acme", "integration-admin").await;
+    let javascript = std::fs::read(javascript_redact_pii()).unwrap();
+    let (status, info) = acme.call_raw("POST", "/v1/plugins", javascript, &[]).await;
+    assert_eq!(status, 201, "{info}");
+    let receiver = Receiver::start().await;
+    let (endpoint, _) = acme.endpoint(&receiver.url, 1).await;
+    let attached = |limits: Value| {
+        json!({
+            "name": "redacted customers",
+            "endpoint_id": endpoint,
+            "event_types": ["customer.created"],
+            "plugins": [{
+                "plugin": "redact-pii", "version": "0.1.0",
+                "config": redaction_config(), "limits": limits
+            }]
+        })
+    };
+
+    let refused = [
+        (json!({ "memory_mib": 4096 }), "plugins[0].limits.memory_mib"),
+        (json!({ "deadline_ms": 0 }), "plugins[0].limits.deadline_ms"),
+        (json!({ "output_mib": 11 }), "plugins[0].limits.output_mib"),
+    ];
+    for (limits, field) in refused {
+        let (status, problem) = acme.post("/v1/subscriptions", &attached(limits)).await;
+        assert_eq!(status, 422, "{problem}");
+        assert_eq!(problem["field"], field, "{problem}");
+        assert!(
+            problem["detail"].as_str().unwrap().contains("out of range"),
+            "{problem}"
+        );
+    }
+    let (status, listed) = acme.get("/v1/subscriptions").await;
+    assert_eq!(status, 200);
+    assert_eq!(listed["subscriptions"], json!([]), "nothing half-written");
+
+    let limits = json!({ "memory_mib": 256, "deadline_ms": 2000 });
+    let (status, subscription) = acme.post("/v1/subscriptions", &attached(limits.clone())).await;
+    assert_eq!(status, 201, "{subscription}");
+    assert_eq!(subscription["plugins"][0]["limits"], limits);
+    let publisher = weft.api_as("acme", "publisher").await;
+    publisher.publish_sample("customer.created", |_| {}).await;
+    let received = receiver.wait_for(1, std::time::Duration::from_secs(30)).await;
+    let body = String::from_utf8_lossy(&received[0].body);
+    assert!(body.contains("Borneo Aqua Systems"), "{body}");
+    assert!(!body.contains("accounts@borneoaqua.com.my"), "{body}");
+    weft.stop().await;
 }

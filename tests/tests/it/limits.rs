@@ -108,6 +108,28 @@ fn oversized_output_is_refused() {
 }
 
 #[test]
+fn a_plugin_reaches_no_file_no_environment_and_no_network() {
+    let invocation = misbehave("escape", Limits::default());
+    let Ok(Output::Requests(requests)) = &invocation.outcome else {
+        panic!("{:?}", invocation.outcome);
+    };
+    let report: serde_json::Value = serde_json::from_slice(&requests[0].body).unwrap();
+    for attempt in [
+        "read_dir_root",
+        "read_file",
+        "read_dir_cwd",
+        "tcp_connect",
+        "dns_lookup",
+    ] {
+        let outcome = report[attempt].as_str().unwrap();
+        assert!(outcome.starts_with("denied: "), "{attempt}: {report}");
+    }
+    assert_eq!(report["environment"], 0, "{report}");
+    assert_eq!(report["arguments"], 0, "{report}");
+    assert_healthy_call_succeeds();
+}
+
+#[test]
 fn logs_and_stdout_are_bounded() {
     let invocation = misbehave("chatty", Limits::default());
     assert_eq!(invocation.outcome, Ok(Output::Requests(vec![])));

@@ -47,6 +47,7 @@ pub(crate) fn subscription(endpoint: &Endpoint) -> Subscription {
             plugin: "redact-pii".into(),
             version: "1.0.0".into(),
             config: json!({ "fields": ["email"] }),
+            limits: Default::default(),
         }],
         batching: None,
         ordering_key: None,

@@ -21,6 +21,9 @@ enum Mode {
     Flood,
     /// Log and print far more than the host keeps.
     Chatty,
+    /// Reach for what a sandbox withholds (files, the environment, the
+    /// network) and report what came of each try.
+    Escape,
     /// Report each plugin-error variant.
     InvalidEvent,
     Transient,
@@ -73,10 +76,37 @@ impl Transform for Misbehave {
                 }
                 Ok(vec![])
             }
+            Mode::Escape => Ok(vec![Request::json(&escape_attempts())?]),
             Mode::InvalidEvent => Err(Error::invalid_event("order.total is missing")),
             Mode::Transient => Err(Error::Transient("the rate card service is down".into())),
         }
     }
+}
+
+/// What came of reading files, the environment and the network, as text a
+/// test can check: `"denied: …"` or what was found.
+fn escape_attempts() -> serde_json::Value {
+    fn outcome<T: std::fmt::Debug>(result: std::io::Result<T>) -> String {
+        match result {
+            Ok(found) => format!("found: {found:?}"),
+            Err(error) => format!("denied: {error}"),
+        }
+    }
+    let listing = std::fs::read_dir("/").map(|entries| entries.count());
+    let file = std::fs::read_to_string("/etc/passwd").map(|text| text.len());
+    let cwd_listing = std::fs::read_dir(".").map(|entries| entries.count());
+    let connect = std::net::TcpStream::connect("127.0.0.1:5432").map(|_| "connected");
+    let resolve = std::net::ToSocketAddrs::to_socket_addrs("localhost:80")
+        .map(|addresses| addresses.count());
+    serde_json::json!({
+        "read_dir_root": outcome(listing),
+        "read_file": outcome(file),
+        "read_dir_cwd": outcome(cwd_listing),
+        "environment": std::env::vars().count(),
+        "arguments": std::env::args().count(),
+        "tcp_connect": outcome(connect),
+        "dns_lookup": outcome(resolve),
+    })
 }
 
 weft_sdk::transformer!(Misbehave);
