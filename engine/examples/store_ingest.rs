@@ -33,7 +33,12 @@ async fn main() {
         .ok()
         .and_then(|text| text.parse().ok())
         .unwrap_or(50_000);
-    let store = Store::connect(&url).await.expect("connecting the store");
+    let store = Store::connect(&url)
+        .await
+        .expect("connecting the store")
+        .with_keyring(std::sync::Arc::new(
+            weft_engine::secrets::Keyring::ephemeral(),
+        ));
     let tenant = TenantId::parse("bench").unwrap();
     let subscriptions = configure(&store, &tenant).await;
     let payload: serde_json::Value = serde_json::from_str(include_str!(
@@ -87,6 +92,7 @@ async fn configure(store: &Store, tenant: &TenantId) -> Vec<Subscription> {
         url: "http://127.0.0.1:9/sink".into(),
         method: "POST".into(),
         headers: BTreeMap::new(),
+        auth: None,
         secret: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into(),
         previous_secret: None,
         timeout_ms: 10_000,

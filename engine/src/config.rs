@@ -5,6 +5,7 @@
 //! This module only parses and checks the file and turns each webhook into the
 //! API's endpoint and subscription documents; `cli::apply` sends them.
 
+use crate::model::EndpointAuth;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -26,7 +27,10 @@ pub struct Webhook {
     pub method: String,
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
-    pub authentication: Option<Authentication>,
+    /// How Weft authenticates to the receiver: the API's endpoint `auth`
+    /// (`api_key`, `basic`, `bearer` or `oauth2` with a token,
+    /// `oauth2_client_credentials`, `jwt`).
+    pub authentication: Option<EndpointAuth>,
     pub event_triggers: Vec<String>,
     /// Field → Jinja template, as in the product sheet's "Payload Format".
     pub payload_format: Option<Value>,
@@ -59,17 +63,6 @@ fn enabled() -> bool {
 pub struct BatchingSpec {
     pub max_events: u32,
     pub max_wait_ms: u32,
-}
-
-/// How Weft authenticates to the receiver.
-#[derive(Debug, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
-pub enum Authentication {
-    /// A key in a named header: `X-API-Key: …`.
-    ApiKey { header: String, value: String },
-    /// A bearer token the receiver issued (`Authorization: Bearer …`).
-    #[serde(alias = "oauth2", alias = "oauth_2_0")]
-    Bearer { token: String },
 }
 
 #[derive(Debug, Deserialize)]
@@ -155,16 +148,6 @@ impl WebhooksFile {
 impl Webhook {
     /// The endpoint document for `POST`/`PUT /v1/endpoints`.
     pub fn endpoint_body(&self) -> Value {
-        let mut headers = self.headers.clone();
-        match &self.authentication {
-            Some(Authentication::ApiKey { header, value }) => {
-                headers.insert(header.clone(), value.clone());
-            }
-            Some(Authentication::Bearer { token }) => {
-                headers.insert("authorization".into(), format!("Bearer {token}"));
-            }
-            None => {}
-        }
         let backoff = match self.retry_policy.backoff {
             BackoffSpec::Exponential => {
                 json!({ "type": "exponential", "initial_ms": 5_000, "max_ms": 36_000_000 })
@@ -175,7 +158,8 @@ impl Webhook {
             "name": self.name,
             "url": self.endpoint_url,
             "method": self.method,
-            "headers": headers,
+            "headers": self.headers,
+            "auth": self.authentication,
             "timeout_ms": self.retry_policy.timeout_seconds.saturating_mul(1000),
             "retry": { "max_attempts": self.retry_policy.max_attempts, "backoff": backoff },
             "enabled": self.enabled,
@@ -289,7 +273,10 @@ mod tests {
             endpoint["url"],
             "https://api.ecommerce.com/webhooks/bigledger"
         );
-        assert_eq!(endpoint["headers"]["X-API-Key"], "<ECOMMERCE_API_KEY>");
+        assert_eq!(
+            endpoint["auth"],
+            json!({ "type": "api_key", "header": "X-API-Key", "value": "<ECOMMERCE_API_KEY>" })
+        );
         assert_eq!(endpoint["timeout_ms"], 30_000);
         assert_eq!(endpoint["retry"]["max_attempts"], 3);
         let subscription = orders.subscription_body("ep_x");
@@ -300,7 +287,10 @@ mod tests {
         assert_eq!(subscription["template"]["order_id"], "{{ order.id }}");
         assert_eq!(subscription["batching"], Value::Null);
         let crm = file.webhooks[1].endpoint_body();
-        assert_eq!(crm["headers"]["authorization"], "Bearer <CRM_OAUTH_TOKEN>");
+        assert_eq!(
+            crm["auth"],
+            json!({ "type": "bearer", "token": "<CRM_OAUTH_TOKEN>" })
+        );
     }
 
     #[test]

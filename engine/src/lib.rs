@@ -10,5 +10,6 @@ pub mod model;
 pub mod pipeline;
 pub mod runtime;
 pub mod schema;
+pub mod secrets;
 pub mod store;
 pub mod worker;

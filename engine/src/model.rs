@@ -5,6 +5,10 @@
 //! creation time (ULIDs). Times are unix milliseconds. Nothing here knows HTTP,
 //! SQL or wasm.
 
+mod endpoint_auth;
+
+pub use endpoint_auth::{ClientAuthentication, EndpointAuth, JwtAlgorithm};
+
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
@@ -284,6 +288,9 @@ pub struct Endpoint {
     pub method: String,
     /// Sent with every request, before Weft's own headers.
     pub headers: BTreeMap<String, String>,
+    /// How Weft authenticates to the receiver, if it must.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<EndpointAuth>,
     /// The Standard Webhooks signing secret, `whsec_<base64>`.
     pub secret: String,
     /// The secret before the last rotation, signing beside `secret` until it
@@ -551,6 +558,7 @@ mod tests {
             url: "https://crm.example/hook".into(),
             method: "POST".into(),
             headers: BTreeMap::new(),
+            auth: None,
             secret: "whsec_new".into(),
             previous_secret: Some(PreviousSecret {
                 secret: "whsec_old".into(),

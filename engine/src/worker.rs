@@ -19,9 +19,9 @@
 //! dropped or failed on leaves the batch and settles on its own, and one whose
 //! requests an array cannot carry is sent alone, as without batching.
 
-use crate::delivery::{HttpSender, OutboundRequest, SendResult};
+use crate::delivery::{Credentials, HttpSender, OutboundRequest, SendResult};
+use crate::delivery::{REDACTED, redact_headers, webhook_headers};
 use crate::delivery::{Verdict, classify, next_attempt_delay};
-use crate::delivery::{redact_headers, webhook_headers};
 use crate::model::{
     Attempt, AttemptId, BatchId, Batching, Delivery, DeliveryStatus, Endpoint, EndpointId, Event,
     EventId, MAX_RECORDED_RESPONSE_BYTES, RetryPolicy, Subscription, SubscriptionId, TenantId,
@@ -71,6 +71,7 @@ pub struct Worker {
     store: Store,
     runtime: Arc<PluginRuntime>,
     sender: HttpSender,
+    credentials: Credentials,
     wake: Arc<Notify>,
     config: WorkerConfig,
     chains: moka::future::Cache<(SubscriptionId, i64), Arc<SubscriptionChain>>,
@@ -125,6 +126,7 @@ impl Worker {
         store: Store,
         runtime: Arc<PluginRuntime>,
         sender: HttpSender,
+        credentials: Credentials,
         wake: Arc<Notify>,
         config: WorkerConfig,
     ) -> Self {
@@ -132,6 +134,7 @@ impl Worker {
             store,
             runtime,
             sender,
+            credentials,
             wake,
             config,
             chains: moka::future::Cache::builder().max_capacity(10_000).build(),
@@ -524,7 +527,9 @@ impl Worker {
     }
 
     /// Sends one request signed as message `message_id`, recorded as an
-    /// attempt of `delivery` (a batch's members each get a copy).
+    /// attempt of `delivery` (a batch's members each get a copy). A request
+    /// refused with 401 under an OAuth token is sent once more with a new
+    /// token.
     async fn send(
         &self,
         endpoint: &Endpoint,
@@ -532,17 +537,31 @@ impl Worker {
         message_id: &str,
         request: Request,
     ) -> Step {
-        let outbound = match outbound(endpoint, message_id, request) {
-            Ok(outbound) => outbound,
+        let prepared = match prepare(endpoint, request) {
+            Ok(prepared) => prepared,
             Err(reason) => return Step::Fail(reason),
         };
-        let started_at = now_millis();
+        let mut started_at = now_millis();
+        let (mut sent, mut result) = match self.exchange(endpoint, message_id, &prepared).await {
+            Ok(exchanged) => exchanged,
+            Err(step) => return step,
+        };
+        if result.status == Some(401)
+            && let Some(auth) = &endpoint.auth
+            && self.credentials.forget_token(auth).await
+        {
+            tracing::debug!(endpoint = %endpoint.id, "401 with an OAuth token: fetching a new one");
+            started_at = now_millis();
+            (sent, result) = match self.exchange(endpoint, message_id, &prepared).await {
+                Ok(exchanged) => exchanged,
+                Err(step) => return step,
+            };
+        }
         let (method, url, headers) = (
-            outbound.method.clone(),
-            outbound.url.clone(),
-            redact_headers(&outbound.headers),
+            sent.method,
+            sent.url,
+            recorded_headers(endpoint, &sent.headers),
         );
-        let result = self.sender.send(outbound).await;
         let attempt = Box::new(attempt_record(
             delivery, started_at, method, url, headers, &result,
         ));
@@ -570,11 +589,45 @@ impl Worker {
                 Step::Retry {
                     reason,
                     not_before,
-                    attempt: Some((attempt, endpoint.retry)),
+                    attempt: Some(attempt),
+                    policy: endpoint.retry,
                 }
             }
             Verdict::GiveUp(reason) => Step::FailWith { reason, attempt },
         }
+    }
+
+    /// Authenticates and signs `prepared`, then sends it. What was sent (its
+    /// body left out) and what came back.
+    async fn exchange(
+        &self,
+        endpoint: &Endpoint,
+        message_id: &str,
+        prepared: &Prepared,
+    ) -> Result<(OutboundRequest, SendResult), Step> {
+        let credentials = match &endpoint.auth {
+            Some(auth) => self.credentials.headers(auth).await.map_err(|error| {
+                let reason = format!("cannot authenticate to endpoint {}: {error}", endpoint.id);
+                if error.is_permanent() {
+                    return Step::Fail(reason);
+                }
+                // Counted as an attempt on the endpoint's schedule: the
+                // credentials may be fixed, the token server come back.
+                Step::Retry {
+                    reason,
+                    not_before: None,
+                    attempt: None,
+                    policy: endpoint.retry,
+                }
+            })?,
+            None => Vec::new(),
+        };
+        let outbound = signed(endpoint, message_id, prepared, credentials).map_err(Step::Fail)?;
+        let sent = OutboundRequest {
+            body: bytes::Bytes::new(),
+            ..outbound.clone()
+        };
+        Ok((sent, self.sender.send(outbound).await))
     }
 
     async fn subscription(
@@ -666,7 +719,9 @@ enum Step {
     Retry {
         reason: String,
         not_before: Option<Duration>,
-        attempt: Option<(Box<Attempt>, RetryPolicy)>,
+        attempt: Option<Box<Attempt>>,
+        /// The schedule of the retries.
+        policy: RetryPolicy,
     },
     /// Left out of a batch that was full, not attempted: due again at once.
     Requeue(String),
@@ -692,6 +747,7 @@ impl Step {
             reason,
             not_before: None,
             attempt: None,
+            policy: RetryPolicy::default(),
         }
     }
 
@@ -725,30 +781,23 @@ impl Step {
                 reason,
                 not_before,
                 attempt,
-            } => {
-                // A chain failure (no request sent) is retried on the default schedule.
-                let policy = attempt
-                    .as_ref()
-                    .map(|(_, policy)| *policy)
-                    .unwrap_or_default();
-                let attempt = attempt.map(|(attempt, _)| attempt);
-                match next_attempt_delay(&policy, tried, not_before, &mut rand::rng()) {
-                    Some(delay) => settled(
-                        DeliveryStatus::Pending,
-                        true,
-                        now.saturating_add(i64::try_from(delay.as_millis()).unwrap_or(i64::MAX)),
-                        Some(reason),
-                        attempt,
-                    ),
-                    None => settled(
-                        DeliveryStatus::Failed,
-                        true,
-                        now,
-                        Some(format!("gave up after {tried} attempts: {reason}")),
-                        attempt,
-                    ),
-                }
-            }
+                policy,
+            } => match next_attempt_delay(&policy, tried, not_before, &mut rand::rng()) {
+                Some(delay) => settled(
+                    DeliveryStatus::Pending,
+                    true,
+                    now.saturating_add(i64::try_from(delay.as_millis()).unwrap_or(i64::MAX)),
+                    Some(reason),
+                    attempt,
+                ),
+                None => settled(
+                    DeliveryStatus::Failed,
+                    true,
+                    now,
+                    Some(format!("gave up after {tried} attempts: {reason}")),
+                    attempt,
+                ),
+            },
         }
     }
 }
@@ -792,13 +841,14 @@ fn settle_together(step: Step, members: &[Delivery], id: &BatchId) -> Vec<Delive
         .collect()
 }
 
-/// The request as it leaves: the endpoint's method, URL and headers, the plugin's
-/// additions, then Weft's signature headers last so nothing can override them.
-fn outbound(
-    endpoint: &Endpoint,
-    message_id: &str,
-    request: crate::runtime::Request,
-) -> Result<OutboundRequest, String> {
+/// A request as the endpoint and the plugin shape it: the endpoint's method,
+/// URL and headers, then the plugin's, before authentication and signature.
+struct Prepared {
+    request: OutboundRequest,
+    content_type: String,
+}
+
+fn prepare(endpoint: &Endpoint, request: crate::runtime::Request) -> Result<Prepared, String> {
     let url = resolve_url(&endpoint.url, request.url.as_deref())?;
     let method = request.method.unwrap_or_else(|| endpoint.method.clone());
     let content_type = request
@@ -818,23 +868,59 @@ fn outbound(
             .into_iter()
             .filter(|(name, _)| !name.eq_ignore_ascii_case("content-type")),
     );
-    let signed = webhook_headers(
+    Ok(Prepared {
+        request: OutboundRequest {
+            method,
+            url,
+            headers,
+            body: request.body.into(),
+            timeout: Duration::from_millis(u64::from(endpoint.timeout_ms)),
+        },
+        content_type,
+    })
+}
+
+/// The request as it leaves: `prepared`, then the `credentials` headers, then
+/// Weft's signature headers, each replacing any header of the same name
+/// before it, so that neither a plugin nor a static header can override them.
+fn signed(
+    endpoint: &Endpoint,
+    message_id: &str,
+    prepared: &Prepared,
+    credentials: Vec<(String, String)>,
+) -> Result<OutboundRequest, String> {
+    let mut request = prepared.request.clone();
+    let now = now_millis();
+    let signature = webhook_headers(
         message_id,
-        now_millis() / 1000,
+        now / 1000,
         &request.body,
-        &endpoint.signing_secrets(now_millis()),
-        &content_type,
+        &endpoint.signing_secrets(now),
+        &prepared.content_type,
     )
     .map_err(|e| format!("cannot sign for endpoint {}: {e}", endpoint.id))?;
-    headers.retain(|(name, _)| !signed.iter().any(|(own, _)| own.eq_ignore_ascii_case(name)));
-    headers.extend(signed);
-    Ok(OutboundRequest {
-        method,
-        url,
-        headers,
-        body: request.body.into(),
-        timeout: Duration::from_millis(u64::from(endpoint.timeout_ms)),
-    })
+    for added in [credentials, signature] {
+        request
+            .headers
+            .retain(|(name, _)| !added.iter().any(|(own, _)| own.eq_ignore_ascii_case(name)));
+        request.headers.extend(added);
+    }
+    Ok(request)
+}
+
+/// The headers of a request as its attempt records them: credentials
+/// redacted, the endpoint's own credential header included whatever its name.
+fn recorded_headers(
+    endpoint: &Endpoint,
+    headers: &[(String, String)],
+) -> std::collections::BTreeMap<String, String> {
+    let mut recorded = redact_headers(headers);
+    if let Some(auth) = &endpoint.auth
+        && let Some(value) = recorded.get_mut(&auth.header_name())
+    {
+        *value = REDACTED.to_owned();
+    }
+    recorded
 }
 
 /// A plugin may name a path (joined to the endpoint's URL) or an absolute URL on

@@ -4,6 +4,7 @@
 
 pub mod process;
 pub mod receiver;
+pub mod token_server;
 pub mod weft;
 
 use std::path::{Path, PathBuf};

@@ -8,6 +8,9 @@ use std::time::Duration;
 /// The admin key the processes started here take from the environment.
 pub const BOOTSTRAP_KEY: &str = "weft_testbootstrapkey0123456789abcdefghijk";
 
+/// The master key given to `weft serve` on PostgreSQL (32 bytes, base64).
+pub const MASTER_KEY: &str = "d2VmdCB0ZXN0IG1hc3RlciBrZXksIDMyIGJ5dGVzISE=";
+
 pub struct WeftProcess {
     pub url: String,
     /// What it printed before it listened (a bootstrap key, say).
@@ -30,12 +33,18 @@ impl WeftProcess {
         workdir: &std::path::Path,
         args: &[&str],
     ) -> Self {
-        Self::launch(database_url, workdir, args, Some(BOOTSTRAP_KEY))
+        Self::launch(database_url, workdir, args, Some(BOOTSTRAP_KEY), None)
+    }
+
+    /// Like [`WeftProcess::start_with`] on `./weft.db`, logging everything
+    /// down to debug level into `log`.
+    pub fn start_logging(workdir: &std::path::Path, args: &[&str], log: &std::path::Path) -> Self {
+        Self::launch(None, workdir, args, Some(BOOTSTRAP_KEY), Some(log))
     }
 
     /// Starts `weft serve` in `workdir` as someone who chose no bootstrap key.
     pub fn start_without_chosen_key(workdir: &std::path::Path) -> Self {
-        Self::launch(None, workdir, &[], None)
+        Self::launch(None, workdir, &[], None, None)
     }
 
     fn launch(
@@ -43,6 +52,7 @@ impl WeftProcess {
         workdir: &std::path::Path,
         args: &[&str],
         bootstrap_key: Option<&str>,
+        log: Option<&std::path::Path>,
     ) -> Self {
         let mut command = Command::new(crate::weft_binary());
         command
@@ -50,18 +60,32 @@ impl WeftProcess {
             // The tests' receivers are on loopback.
             .args(["--allow-network", "127.0.0.0/8"])
             .args(args);
+        command
+            .env_remove("WEFT_MASTER_KEY")
+            .env_remove("WEFT_MASTER_KEY_FILE");
         if let Some(url) = database_url {
             command.args(["--database-url", url]);
+            // A SQLite database keeps its key beside it; PostgreSQL is given one.
+            if !url.starts_with("sqlite:") {
+                command.env("WEFT_MASTER_KEY", MASTER_KEY);
+            }
         }
         command.env_remove("WEFT_BOOTSTRAP_ADMIN_KEY");
         if let Some(key) = bootstrap_key {
             command.env("WEFT_BOOTSTRAP_ADMIN_KEY", key);
         }
+        let stderr = match log {
+            Some(path) => {
+                command.env("WEFT_LOG", "debug");
+                Stdio::from(std::fs::File::create(path).unwrap())
+            }
+            None => Stdio::inherit(),
+        };
         let mut child = command
             .current_dir(workdir)
             .env("WEFT_ARTIFACT_DIR", workdir.join("artifacts"))
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .unwrap();
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();

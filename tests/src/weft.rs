@@ -8,8 +8,9 @@ use std::time::{Duration, Instant};
 use tokio::sync::{Notify, watch};
 use weft_engine::api::{AppState, NewApiKey, new_api_key, router};
 use weft_engine::auth::TokenIssuer;
-use weft_engine::delivery::{HttpSender, NetworkPolicy};
+use weft_engine::delivery::{Credentials, HttpSender, NetworkPolicy};
 use weft_engine::runtime::{PluginRuntime, RuntimeConfig};
+use weft_engine::secrets::Keyring;
 use weft_engine::store::Store;
 use weft_engine::worker::{Worker, WorkerConfig};
 
@@ -138,7 +139,10 @@ impl TestWeft {
 
     async fn start_serving(backend: Backend, issuer: Option<TokenIssuer>) -> Self {
         let database = TestDatabase::create(backend).await;
-        let store = Store::connect(&database.url).await.unwrap();
+        let store = Store::connect(&database.url)
+            .await
+            .unwrap()
+            .with_keyring(Arc::new(Keyring::ephemeral()));
         let runtime = Arc::new(PluginRuntime::new(RuntimeConfig::default()).unwrap());
         register_first_party(&store, &runtime).await;
         let wake = Arc::new(Notify::new());
@@ -180,11 +184,13 @@ impl TestWeft {
             idle_poll: Duration::from_millis(20),
             ..WorkerConfig::default()
         };
+        let credentials = Credentials::new(self.sender.clone());
         for _ in 0..count {
             let worker = Arc::new(Worker::new(
                 self.store.clone(),
                 Arc::clone(&self.runtime),
                 self.sender.clone(),
+                credentials.clone(),
                 Arc::clone(&self.wake),
                 config,
             ));

@@ -1,12 +1,16 @@
 //! `/v1/endpoints`: where deliveries go, how they are signed and retried.
 //!
 //! The signing secret is shown once, in the response that creates the endpoint
-//! (generated when none is given); afterwards only a hint of it.
+//! (generated when none is given); afterwards only a hint of it. So are the
+//! secrets of `auth` and the values of credential headers: a `PUT` that sends
+//! back such a hint keeps the stored secret.
 
 use super::caller::{Caller, Configure, Read};
 use super::error::{parse_json, parse_optional_json};
 use super::{ApiError, AppState};
-use crate::model::{Endpoint, EndpointId, PreviousSecret, RetryPolicy, TenantId, now_millis};
+use crate::model::{
+    Endpoint, EndpointAuth, EndpointId, PreviousSecret, RetryPolicy, TenantId, now_millis,
+};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
@@ -29,6 +33,7 @@ struct EndpointInput {
     method: String,
     #[serde(default)]
     headers: BTreeMap<String, String>,
+    auth: Option<EndpointAuth>,
     secret: Option<String>,
     /// How a generated secret signs: `hmac` (`v1`, the default) or `ed25519`
     /// (`v1a`, verified with the public key the endpoint shows).
@@ -53,7 +58,8 @@ fn enabled_by_default() -> bool {
     true
 }
 
-/// An endpoint as the API shows it: the secrets reduced to hints.
+/// An endpoint as the API (and the audit log) shows it: the secrets reduced
+/// to hints.
 pub fn view(endpoint: &Endpoint) -> Value {
     let mut value = serde_json::to_value(endpoint).unwrap_or_default();
     value["secret"] = json!(secret_hint(&endpoint.secret));
@@ -66,20 +72,66 @@ pub fn view(endpoint: &Endpoint) -> Value {
             "expires_at": previous.expires_at,
         });
     }
+    let headers: BTreeMap<&String, String> = endpoint
+        .headers
+        .iter()
+        .map(|(name, value)| {
+            let shown = if crate::delivery::is_credential_header(name) {
+                credential_hint(value)
+            } else {
+                value.clone()
+            };
+            (name, shown)
+        })
+        .collect();
+    value["headers"] = json!(headers);
+    if let Some(auth) = &endpoint.auth {
+        let mut shown = auth.clone();
+        for (_, secret) in shown.secrets_mut() {
+            *secret = credential_hint(secret);
+        }
+        value["auth"] = serde_json::to_value(shown).unwrap_or_default();
+    }
     value
 }
 
-/// An endpoint as the audit log keeps it: as the API shows it, and with the
-/// values of credential headers (`authorization`, `x-api-key`, …) redacted.
-fn audit_view(endpoint: &Endpoint) -> Value {
-    let mut value = view(endpoint);
-    let headers: Vec<(String, String)> = endpoint
-        .headers
-        .iter()
-        .map(|(name, value)| (name.clone(), value.clone()))
-        .collect();
-    value["headers"] = json!(crate::delivery::redact_headers(&headers));
-    value
+/// What the API shows of a credential: its last four characters when it is
+/// long enough for them to give nothing away, else nothing.
+fn credential_hint(secret: &str) -> String {
+    let characters: Vec<char> = secret.chars().collect();
+    match characters.len() {
+        0 => String::new(),
+        length if length >= 16 => {
+            let tail: String = characters[length - 4..].iter().collect();
+            format!("…{tail}")
+        }
+        _ => "…".to_owned(),
+    }
+}
+
+/// A `PUT` may send back what `GET` showed: a credential header or an `auth`
+/// secret equal to the hint of the stored one keeps the stored one.
+fn keep_hinted_secrets(input: &mut EndpointInput, existing: &Endpoint) {
+    for (name, value) in &mut input.headers {
+        if crate::delivery::is_credential_header(name)
+            && let Some(stored) = existing.headers.get(name)
+            && *value == credential_hint(stored)
+        {
+            value.clone_from(stored);
+        }
+    }
+    if let (Some(auth), Some(stored)) = (&mut input.auth, &existing.auth)
+        && auth.kind() == stored.kind()
+    {
+        let mut stored = stored.clone();
+        for ((_, secret), (_, stored_secret)) in
+            auth.secrets_mut().into_iter().zip(stored.secrets_mut())
+        {
+            if *secret == credential_hint(stored_secret) {
+                secret.clone_from(stored_secret);
+            }
+        }
+    }
 }
 
 fn secret_hint(secret: &str) -> String {
@@ -139,12 +191,7 @@ async fn create(
         now,
         None,
     )?;
-    let audit = caller.audit(
-        "endpoint.create",
-        &endpoint.id,
-        None,
-        Some(audit_view(&endpoint)),
-    );
+    let audit = caller.audit("endpoint.create", &endpoint.id, None, Some(view(&endpoint)));
     state
         .store
         .audited(audit)
@@ -162,8 +209,9 @@ async fn update(
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
     let existing = find(&state, &caller.tenant, &id).await?;
-    let input: EndpointInput = parse_json(&body)?;
-    let before = audit_view(&existing);
+    let mut input: EndpointInput = parse_json(&body)?;
+    keep_hinted_secrets(&mut input, &existing);
+    let before = view(&existing);
     // A secret given here replaces the old one at once; without one, a
     // rotation's grace period runs on.
     let previous_secret = input
@@ -184,7 +232,7 @@ async fn update(
         "endpoint.update",
         &endpoint.id,
         Some(before),
-        Some(audit_view(&endpoint)),
+        Some(view(&endpoint)),
     );
     state
         .store
@@ -222,12 +270,7 @@ async fn delete(
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let endpoint = find(&state, &caller.tenant, &id).await?;
-    let audit = caller.audit(
-        "endpoint.delete",
-        &endpoint.id,
-        Some(audit_view(&endpoint)),
-        None,
-    );
+    let audit = caller.audit("endpoint.delete", &endpoint.id, Some(view(&endpoint)), None);
     state
         .store
         .audited(audit)
@@ -282,6 +325,10 @@ fn checked(
             ));
         }
     }
+    if let Some(auth) = &input.auth {
+        crate::delivery::check_auth(auth)
+            .map_err(|error| invalid(&format!("auth.{}", error.field), error.reason))?;
+    }
     if input.timeout_ms == 0 || input.timeout_ms > MAX_TIMEOUT_MS {
         return Err(invalid(
             "timeout_ms",
@@ -314,6 +361,7 @@ fn checked(
         url: input.url,
         method,
         headers: input.headers,
+        auth: input.auth,
         secret,
         previous_secret: None,
         timeout_ms: input.timeout_ms,
@@ -393,8 +441,8 @@ async fn rotate_secret(
     let audit = caller.audit(
         "endpoint.rotate_secret",
         &endpoint.id,
-        Some(audit_view(&existing)),
-        Some(audit_view(&endpoint)),
+        Some(view(&existing)),
+        Some(view(&endpoint)),
     );
     state
         .store

@@ -5,6 +5,7 @@ mod client;
 mod keys;
 mod plugin;
 mod remote;
+mod secrets;
 mod serve;
 
 pub use plugin::read_sample_event;
@@ -63,6 +64,9 @@ enum Command {
     /// Make API keys straight in the database (a tenant's first admin key).
     #[command(subcommand)]
     Keys(keys::KeysCommand),
+    /// The master key that seals secrets at rest: make one, re-seal under a new one.
+    #[command(subcommand)]
+    Secrets(secrets::SecretsCommand),
 }
 
 /// Runs the parsed command line; the exit code says how it went.
@@ -71,6 +75,7 @@ pub fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
         Command::Plugin(command) => plugin::run(command, artifact_dir),
         Command::Keys(command) => keys::run(command).map(|()| ExitCode::SUCCESS),
+        Command::Secrets(command) => secrets::run(command).map(|()| ExitCode::SUCCESS),
         Command::Audit { remote, args } => {
             remote::audit(&remote, &args).map(|()| ExitCode::SUCCESS)
         }

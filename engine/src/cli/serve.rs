@@ -2,7 +2,7 @@
 
 use crate::api::{AppState, NewApiKey, new_api_key, router};
 use crate::auth::{self, TokenIssuer, TokenKey};
-use crate::delivery::{HttpSender, NetworkPolicy};
+use crate::delivery::{Credentials, HttpSender, NetworkPolicy};
 use crate::model::{ApiKey, AuditEntry, TenantId};
 use crate::runtime::{PluginRuntime, RuntimeConfig};
 use crate::store::Store;
@@ -58,6 +58,8 @@ pub struct ServeArgs {
     pub allowed_networks: Vec<String>,
     #[command(flatten)]
     pub tokens: TokenArgs,
+    #[command(flatten)]
+    pub master_keys: super::secrets::MasterKeyArgs,
 }
 
 /// A token issuer whose bearer tokens (JWT) the API accepts besides API keys.
@@ -136,9 +138,18 @@ pub fn run(args: ServeArgs, artifact_dir: Option<PathBuf>) -> Result<()> {
 
 async fn serve(args: ServeArgs, artifact_dir: Option<PathBuf>) -> Result<()> {
     let issuer = args.tokens.issuer()?;
+    let (keyring, key_source) = args.master_keys.keyring(&args.database_url)?;
     let store = Store::connect(&args.database_url)
         .await
-        .with_context(|| format!("cannot open the database {}", args.database_url))?;
+        .with_context(|| format!("cannot open the database {}", args.database_url))?
+        .with_keyring(keyring);
+    // Secrets written in clear by an earlier release, or under a previous
+    // master key, are sealed under the current one before anything runs.
+    let resealed = store
+        .reseal_endpoint_secrets()
+        .await
+        .context("cannot seal the endpoints' secrets")?;
+    tracing::info!(resealed, "secrets sealed with {key_source}");
     bootstrap_admin_key(&store, args.bootstrap_admin_key.as_deref()).await?;
     let runtime = Arc::new(PluginRuntime::new(RuntimeConfig {
         artifact_dir,
@@ -152,12 +163,15 @@ async fn serve(args: ServeArgs, artifact_dir: Option<PathBuf>) -> Result<()> {
     let policy = NetworkPolicy::allowing(&args.allowed_networks)
         .map_err(|error| anyhow::anyhow!("--allow-network: {error}"))?;
     let sender = HttpSender::new(policy).context("cannot set up the HTTP client")?;
+    // One token cache for every worker: they share OAuth tokens.
+    let credentials = Credentials::new(sender.clone());
     let mut workers = Vec::new();
     for _ in 0..args.workers.max(1) {
         let worker = Arc::new(Worker::new(
             store.clone(),
             Arc::clone(&runtime),
             sender.clone(),
+            credentials.clone(),
             Arc::clone(&wake),
             WorkerConfig {
                 lease: std::time::Duration::from_secs(args.lease_seconds.max(1)),

@@ -71,6 +71,12 @@ pub fn redact_headers(headers: &[(String, String)]) -> BTreeMap<String, String> 
     redacted
 }
 
+/// Whether a header of this name carries a credential (`authorization`,
+/// `x-api-key`, `x-webhook-secret`, …), whatever its case.
+pub fn is_credential_header(name: &str) -> bool {
+    is_credential(&name.to_ascii_lowercase())
+}
+
 fn is_credential(lowercase_name: &str) -> bool {
     CREDENTIAL_HEADERS.contains(&lowercase_name)
         || CREDENTIAL_NAME_PARTS

@@ -2,12 +2,14 @@
 //! headers, and the retry rules. It knows nothing of SQL or wasm: callers hand it
 //! a request and get back what happened and what to do next.
 //!
-//! One attempt goes: [`webhook_headers`] (signed with the endpoint's secrets) →
+//! One attempt goes: [`Credentials::headers`] (who Weft is to the receiver) and
+//! [`webhook_headers`] (signed with the endpoint's secrets) →
 //! [`HttpSender::send`] → [`classify`] the [`SendResult`] → on
 //! [`Verdict::Retry`], [`next_attempt_delay`] says when, or that attempts are
 //! exhausted. [`redact_headers`] is what the attempt history stores.
 
 mod client;
+mod credentials;
 mod guard;
 mod headers;
 mod retry;
@@ -17,8 +19,10 @@ mod signing;
 mod loopback_tests;
 
 pub use client::{ClientBuildError, HttpSender, OutboundRequest, SendError, SendResult};
+pub use credentials::check as check_auth;
+pub use credentials::{CredentialError, Credentials, InvalidAuth, MAX_JWT_LIFETIME_SECONDS};
 pub use guard::NetworkPolicy;
-pub use headers::{REDACTED, USER_AGENT, redact_headers, webhook_headers};
+pub use headers::{REDACTED, USER_AGENT, is_credential_header, redact_headers, webhook_headers};
 pub use retry::{MAX_RETRY_AFTER, Verdict, classify, next_attempt_delay, retry_after};
 pub use signing::{
     HEADER_ID, HEADER_SIGNATURE, HEADER_TIMESTAMP, PUBLIC_KEY_PREFIX, SECRET_PREFIX,

@@ -115,15 +115,13 @@ impl SubscriptionChain {
                         e.reason,
                     )
                 })?;
-            let attached = plugin
-                .attach(&reference.config, limits)
-                .map_err(|e| {
-                    fail(
-                        format!("{field}.config"),
-                        "invalid_plugin_config",
-                        e.to_string(),
-                    )
-                })?;
+            let attached = plugin.attach(&reference.config, limits).map_err(|e| {
+                fail(
+                    format!("{field}.config"),
+                    "invalid_plugin_config",
+                    e.to_string(),
+                )
+            })?;
             plugins.push((
                 format!("{}@{}", reference.plugin, reference.version),
                 attached,

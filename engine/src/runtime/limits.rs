@@ -164,9 +164,27 @@ mod tests {
     #[test]
     fn an_override_out_of_range_names_its_field() {
         let cases = [
-            (LimitOverrides { deadline_ms: Some(0), ..Default::default() }, "limits.deadline_ms: 0 is out of range: 1 to 10000 ms"),
-            (LimitOverrides { memory_mib: Some(2048), ..Default::default() }, "limits.memory_mib: 2048 is out of range: 1 to 1024 MiB"),
-            (LimitOverrides { output_mib: Some(11), ..Default::default() }, "limits.output_mib: 11 is out of range: 1 to 10 MiB"),
+            (
+                LimitOverrides {
+                    deadline_ms: Some(0),
+                    ..Default::default()
+                },
+                "limits.deadline_ms: 0 is out of range: 1 to 10000 ms",
+            ),
+            (
+                LimitOverrides {
+                    memory_mib: Some(2048),
+                    ..Default::default()
+                },
+                "limits.memory_mib: 2048 is out of range: 1 to 1024 MiB",
+            ),
+            (
+                LimitOverrides {
+                    output_mib: Some(11),
+                    ..Default::default()
+                },
+                "limits.output_mib: 11 is out of range: 1 to 10 MiB",
+            ),
         ];
         for (overrides, expected) in cases {
             let error = Limits::default().overridden(&overrides).unwrap_err();

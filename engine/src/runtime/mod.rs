@@ -333,7 +333,12 @@ fn pooling_config(config: &RuntimeConfig) -> PoolingAllocationConfig {
         .table_elements(TABLE_ELEMENTS)
         .max_component_instance_size(COMPONENT_INSTANCE_BYTES)
         .max_core_instance_size(CORE_INSTANCE_BYTES)
-        .max_memory_size(config.default_limits.memory_bytes.max(limits::MAX_MEMORY_BYTES))
+        .max_memory_size(
+            config
+                .default_limits
+                .memory_bytes
+                .max(limits::MAX_MEMORY_BYTES),
+        )
         .linear_memory_keep_resident(MEMORY_KEEP_RESIDENT)
         .table_keep_resident(TABLE_KEEP_RESIDENT)
         // Linux 6.7+: reset only the pages an invocation dirtied (see MEMORY_KEEP_RESIDENT).

@@ -44,8 +44,8 @@ impl Store {
     /// nothing.
     pub fn audited(&self, entry: AuditEntry) -> Store {
         Store {
-            backend: self.backend.clone(),
             audit: Some(Arc::new(entry)),
+            ..self.clone()
         }
     }
 

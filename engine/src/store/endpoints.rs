@@ -1,16 +1,22 @@
 //! Endpoints: where deliveries go, and how they are sent and retried.
+//!
+//! Their secrets (signing secrets, headers, authentication) are stored sealed
+//! (see [`crate::secrets`]), each bound to its endpoint and column; a value
+//! written in clear by an earlier release is read as it is, and sealed by
+//! [`Store::reseal_endpoint_secrets`].
 
 use super::Store;
 use super::database::{Row, Statement, is_unique_violation};
 use super::error::StoreError;
 use super::json::{json_column, to_json};
 use crate::model::{Endpoint, EndpointId, PreviousSecret, TenantId, UnixMillis};
+use crate::secrets::{Keyring, is_sealed};
 
 /// The columns of `endpoints`, in the order [`push_endpoint`] binds them.
 macro_rules! endpoint_columns {
     () => {
         "tenant, id, name, url, method, headers, secret, timeout_ms, retry, enabled, \
-         disabled_reason, created_at, updated_at, previous_secret, previous_secret_expires_at"
+         disabled_reason, created_at, updated_at, previous_secret, previous_secret_expires_at, auth"
     };
 }
 
@@ -20,10 +26,10 @@ impl Store {
         const INSERT: &str = concat!(
             "INSERT INTO endpoints (",
             endpoint_columns!(),
-            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
+            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
         );
         let mut statement = Statement::new(INSERT);
-        push_endpoint(&mut statement, endpoint)?;
+        self.push_endpoint(&mut statement, endpoint)?;
         match self.write_change(statement).await {
             Ok(_) => Ok(()),
             Err(error) if is_unique_violation(&error) => Err(StoreError::Conflict(format!(
@@ -54,7 +60,9 @@ impl Store {
             .fetch_optional(statement)
             .await
             .map_err(StoreError::database(format!("reading endpoint {id}")))?;
-        row.as_ref().map(endpoint_from_row).transpose()
+        row.as_ref()
+            .map(|row| self.endpoint_from_row(row))
+            .transpose()
     }
 
     /// `tenant`'s endpoints, oldest first.
@@ -72,7 +80,7 @@ impl Store {
             .map_err(StoreError::database(format!(
                 "listing the endpoints of tenant {tenant}"
             )))?;
-        rows.iter().map(endpoint_from_row).collect()
+        rows.iter().map(|row| self.endpoint_from_row(row)).collect()
     }
 
     /// Replaces the stored endpoint with `endpoint` (all but `created_at`).
@@ -80,10 +88,10 @@ impl Store {
     pub async fn update_endpoint(&self, endpoint: &Endpoint) -> Result<(), StoreError> {
         const UPDATE: &str = "UPDATE endpoints SET name = $3, url = $4, method = $5, headers = $6, \
              secret = $7, timeout_ms = $8, retry = $9, enabled = $10, disabled_reason = $11, \
-             updated_at = $13, previous_secret = $14, previous_secret_expires_at = $15 \
+             updated_at = $13, previous_secret = $14, previous_secret_expires_at = $15, auth = $16 \
              WHERE tenant = $1 AND id = $2";
         let mut statement = Statement::new(UPDATE);
-        push_endpoint(&mut statement, endpoint)?;
+        self.push_endpoint(&mut statement, endpoint)?;
         let changed = self
             .write_change(statement)
             .await
@@ -172,56 +180,190 @@ impl Store {
     }
 }
 
-fn push_endpoint(statement: &mut Statement, endpoint: &Endpoint) -> Result<(), StoreError> {
-    let owner = || format!("endpoint {}", endpoint.id);
-    statement.push(endpoint.tenant.as_str());
-    statement.push(endpoint.id.as_str());
-    statement.push(endpoint.name.as_str());
-    statement.push(endpoint.url.as_str());
-    statement.push(endpoint.method.as_str());
-    statement.push(to_json(
-        &endpoint.headers,
-        format_args!("the headers of {}", owner()),
-    )?);
-    statement.push(endpoint.secret.as_str());
-    statement.push(endpoint.timeout_ms);
-    statement.push(to_json(
-        &endpoint.retry,
-        format_args!("the retry policy of {}", owner()),
-    )?);
-    statement.push(endpoint.enabled);
-    statement.push(endpoint.disabled_reason.as_deref());
-    statement.push(endpoint.created_at);
-    statement.push(endpoint.updated_at);
-    let previous = endpoint.previous_secret.as_ref();
-    statement.push(previous.map(|p| p.secret.clone()));
-    statement.push(previous.map(|p| p.expires_at));
-    Ok(())
+/// The columns of `endpoints` that hold secrets, sealed.
+const SEALED_COLUMNS: [&str; 4] = ["secret", "previous_secret", "headers", "auth"];
+
+/// What a sealed value of `column` of endpoint `tenant`/`id` is bound to.
+fn sealing_context(tenant: &str, id: &str, column: &str) -> String {
+    format!("endpoint {tenant}/{id}/{column}")
 }
 
-fn endpoint_from_row(row: &Row) -> Result<Endpoint, StoreError> {
-    let id = row.get_id("id", EndpointId::parse)?;
-    let owner = format!("endpoint {id}");
-    Ok(Endpoint {
-        tenant: row.get_id("tenant", TenantId::parse)?,
-        name: row.get("name")?,
-        url: row.get("url")?,
-        method: row.get("method")?,
-        headers: json_column(row, "headers", &owner)?,
-        secret: row.get("secret")?,
-        previous_secret: match (
-            row.get::<Option<String>>("previous_secret")?,
-            row.get::<Option<i64>>("previous_secret_expires_at")?,
-        ) {
-            (Some(secret), Some(expires_at)) => Some(PreviousSecret { secret, expires_at }),
-            _ => None,
-        },
-        timeout_ms: row.get_u32("timeout_ms")?,
-        retry: json_column(row, "retry", &owner)?,
-        enabled: row.get("enabled")?,
-        disabled_reason: row.get("disabled_reason")?,
-        created_at: row.get("created_at")?,
-        updated_at: row.get("updated_at")?,
-        id,
-    })
+impl Store {
+    fn keyring(&self) -> Result<&Keyring, StoreError> {
+        self.keyring.as_deref().ok_or_else(|| {
+            StoreError::Sealed(
+                "no master key: endpoints' secrets are sealed at rest \
+                 (give --master-key-file or WEFT_MASTER_KEY)"
+                    .into(),
+            )
+        })
+    }
+
+    /// `plaintext` sealed for `column` of `endpoint`.
+    fn seal(
+        &self,
+        endpoint: &Endpoint,
+        column: &str,
+        plaintext: &str,
+    ) -> Result<String, StoreError> {
+        let context = sealing_context(endpoint.tenant.as_str(), endpoint.id.as_str(), column);
+        Ok(self.keyring()?.seal(plaintext, &context))
+    }
+
+    /// The plaintext of `stored`, the value of `column` of endpoint
+    /// `tenant`/`id`; a value in clear (from before sealing) as it is.
+    fn open(
+        &self,
+        tenant: &str,
+        id: &str,
+        column: &str,
+        stored: String,
+    ) -> Result<String, StoreError> {
+        if !is_sealed(&stored) {
+            return Ok(stored);
+        }
+        self.keyring()?
+            .open(&stored, &sealing_context(tenant, id, column))
+            .map_err(|error| {
+                StoreError::Sealed(format!(
+                    "cannot open the {column} of endpoint {id}: {error}"
+                ))
+            })
+    }
+
+    /// Seals every endpoint secret under the keyring's current key: values
+    /// in clear and values sealed with a previous key, in one transaction.
+    /// Returns how many values were sealed anew.
+    pub async fn reseal_endpoint_secrets(&self) -> Result<u64, StoreError> {
+        let doing = || "sealing endpoint secrets under the current master key".to_owned();
+        let keyring = self.keyring()?;
+        let mut tx = self
+            .backend
+            .begin()
+            .await
+            .map_err(StoreError::database(doing()))?;
+        let rows = tx
+            .fetch_all(Statement::new(
+                "SELECT tenant, id, secret, previous_secret, headers, auth FROM endpoints",
+            ))
+            .await
+            .map_err(StoreError::database(doing()))?;
+        let mut resealed = 0;
+        for row in &rows {
+            let tenant: String = row.get("tenant")?;
+            let id: String = row.get("id")?;
+            for column in SEALED_COLUMNS {
+                let Some(stored) = row.get::<Option<String>>(column)? else {
+                    continue;
+                };
+                if keyring.is_current(&stored) {
+                    continue;
+                }
+                let plaintext = self.open(&tenant, &id, column, stored)?;
+                let sealed = keyring.seal(&plaintext, &sealing_context(&tenant, &id, column));
+                let update = Statement::new(format!(
+                    "UPDATE endpoints SET {column} = $3 WHERE tenant = $1 AND id = $2"
+                ))
+                .bind(tenant.as_str())
+                .bind(id.as_str())
+                .bind(sealed);
+                tx.execute(update)
+                    .await
+                    .map_err(StoreError::database(doing()))?;
+                resealed += 1;
+            }
+        }
+        tx.commit().await.map_err(StoreError::database(doing()))?;
+        Ok(resealed)
+    }
+
+    fn push_endpoint(
+        &self,
+        statement: &mut Statement,
+        endpoint: &Endpoint,
+    ) -> Result<(), StoreError> {
+        let owner = || format!("endpoint {}", endpoint.id);
+        statement.push(endpoint.tenant.as_str());
+        statement.push(endpoint.id.as_str());
+        statement.push(endpoint.name.as_str());
+        statement.push(endpoint.url.as_str());
+        statement.push(endpoint.method.as_str());
+        let headers = to_json(
+            &endpoint.headers,
+            format_args!("the headers of {}", owner()),
+        )?;
+        statement.push(self.seal(endpoint, "headers", &headers)?);
+        statement.push(self.seal(endpoint, "secret", &endpoint.secret)?);
+        statement.push(endpoint.timeout_ms);
+        statement.push(to_json(
+            &endpoint.retry,
+            format_args!("the retry policy of {}", owner()),
+        )?);
+        statement.push(endpoint.enabled);
+        statement.push(endpoint.disabled_reason.as_deref());
+        statement.push(endpoint.created_at);
+        statement.push(endpoint.updated_at);
+        let previous = endpoint.previous_secret.as_ref();
+        statement.push(
+            previous
+                .map(|p| self.seal(endpoint, "previous_secret", &p.secret))
+                .transpose()?,
+        );
+        statement.push(previous.map(|p| p.expires_at));
+        let auth = endpoint
+            .auth
+            .as_ref()
+            .map(|auth| {
+                let json = to_json(auth, format_args!("the authentication of {}", owner()))?;
+                self.seal(endpoint, "auth", &json)
+            })
+            .transpose()?;
+        statement.push(auth);
+        Ok(())
+    }
+
+    fn endpoint_from_row(&self, row: &Row) -> Result<Endpoint, StoreError> {
+        let id = row.get_id("id", EndpointId::parse)?;
+        let tenant = row.get_id("tenant", TenantId::parse)?;
+        let owner = format!("endpoint {id}");
+        let open = |column: &str| -> Result<Option<String>, StoreError> {
+            row.get::<Option<String>>(column)?
+                .map(|stored| self.open(tenant.as_str(), id.as_str(), column, stored))
+                .transpose()
+        };
+        fn decode<T: serde::de::DeserializeOwned>(
+            column: &str,
+            owner: &str,
+            text: String,
+        ) -> Result<T, StoreError> {
+            serde_json::from_str(&text)
+                .map_err(|error| StoreError::Corrupt(format!("{column} of {owner}: {error}")))
+        }
+        let headers = open("headers")?.unwrap_or_default();
+        Ok(Endpoint {
+            name: row.get("name")?,
+            url: row.get("url")?,
+            method: row.get("method")?,
+            headers: decode("headers", &owner, headers)?,
+            auth: open("auth")?
+                .map(|auth| decode("auth", &owner, auth))
+                .transpose()?,
+            secret: open("secret")?.unwrap_or_default(),
+            previous_secret: match (
+                open("previous_secret")?,
+                row.get::<Option<i64>>("previous_secret_expires_at")?,
+            ) {
+                (Some(secret), Some(expires_at)) => Some(PreviousSecret { secret, expires_at }),
+                _ => None,
+            },
+            timeout_ms: row.get_u32("timeout_ms")?,
+            retry: json_column(row, "retry", &owner)?,
+            enabled: row.get("enabled")?,
+            disabled_reason: row.get("disabled_reason")?,
+            created_at: row.get("created_at")?,
+            updated_at: row.get("updated_at")?,
+            tenant,
+            id,
+        })
+    }
 }

@@ -19,6 +19,10 @@ pub enum StoreError {
     /// A stored value cannot be decoded: the database was changed behind Weft's back.
     #[error("corrupt data: {0}")]
     Corrupt(String),
+    /// A sealed secret cannot be sealed or opened: no master key, or not the
+    /// one that sealed it.
+    #[error("sealed secrets: {0}")]
+    Sealed(String),
 }
 
 impl StoreError {

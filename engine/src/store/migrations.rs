@@ -43,6 +43,11 @@ const SQLITE: &[MigrationFile] = &[
         "secret rotation",
         include_str!("../../migrations/sqlite/0007_secret_rotation.sql"),
     ),
+    (
+        8,
+        "outbound auth",
+        include_str!("../../migrations/sqlite/0008_outbound_auth.sql"),
+    ),
 ];
 
 const POSTGRES: &[MigrationFile] = &[
@@ -80,6 +85,11 @@ const POSTGRES: &[MigrationFile] = &[
         7,
         "secret rotation",
         include_str!("../../migrations/postgres/0007_secret_rotation.sql"),
+    ),
+    (
+        8,
+        "outbound auth",
+        include_str!("../../migrations/postgres/0008_outbound_auth.sql"),
     ),
 ];
 

@@ -55,6 +55,9 @@ use std::fmt;
 #[derive(Clone)]
 pub struct Store {
     backend: Backend,
+    /// Seals and opens endpoints' secrets (see [`crate::secrets`]); without
+    /// it, endpoints can be neither read nor written.
+    keyring: Option<std::sync::Arc<crate::secrets::Keyring>>,
     /// Recorded with the change made through this handle: see [`Store::audited`].
     audit: Option<std::sync::Arc<crate::model::AuditEntry>>,
 }
@@ -84,8 +87,17 @@ impl Store {
     pub async fn connect(url: &str) -> Result<Store, StoreError> {
         Ok(Store {
             backend: Backend::connect(url).await?,
+            keyring: None,
             audit: None,
         })
+    }
+
+    /// This store, sealing and opening secrets with `keyring`.
+    pub fn with_keyring(self, keyring: std::sync::Arc<crate::secrets::Keyring>) -> Store {
+        Store {
+            keyring: Some(keyring),
+            ..self
+        }
     }
 
     /// Closes the connections (every clone of this store shares them).

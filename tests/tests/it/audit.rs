@@ -138,7 +138,7 @@ async fn every_change_is_recorded_with_who_what_and_the_object_before_and_after(
             "a credential header is in the log"
         );
         assert_eq!(
-            entries[2]["after"]["headers"]["x-tenant"], "eu",
+            entries[2]["after"]["headers"]["X-Tenant"], "eu",
             "{}",
             entries[2]
         );

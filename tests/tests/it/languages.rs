@@ -165,7 +165,10 @@ async fn a_subscription_gives_an_interpreted_plugin_its_limits_in_the_server() {
     };
 
     let refused = [
-        (json!({ "memory_mib": 4096 }), "plugins[0].limits.memory_mib"),
+        (
+            json!({ "memory_mib": 4096 }),
+            "plugins[0].limits.memory_mib",
+        ),
         (json!({ "deadline_ms": 0 }), "plugins[0].limits.deadline_ms"),
         (json!({ "output_mib": 11 }), "plugins[0].limits.output_mib"),
     ];
@@ -183,12 +186,16 @@ async fn a_subscription_gives_an_interpreted_plugin_its_limits_in_the_server() {
     assert_eq!(listed["subscriptions"], json!([]), "nothing half-written");
 
     let limits = json!({ "memory_mib": 256, "deadline_ms": 2000 });
-    let (status, subscription) = acme.post("/v1/subscriptions", &attached(limits.clone())).await;
+    let (status, subscription) = acme
+        .post("/v1/subscriptions", &attached(limits.clone()))
+        .await;
     assert_eq!(status, 201, "{subscription}");
     assert_eq!(subscription["plugins"][0]["limits"], limits);
     let publisher = weft.api_as("acme", "publisher").await;
     publisher.publish_sample("customer.created", |_| {}).await;
-    let received = receiver.wait_for(1, std::time::Duration::from_secs(30)).await;
+    let received = receiver
+        .wait_for(1, std::time::Duration::from_secs(30))
+        .await;
     let body = String::from_utf8_lossy(&received[0].body);
     assert!(body.contains("Borneo Aqua Systems"), "{body}");
     assert!(!body.contains("accounts@borneoaqua.com.my"), "{body}");

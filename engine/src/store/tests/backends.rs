@@ -46,6 +46,7 @@ pub(crate) async fn connect(url: &str) -> Store {
     Store::connect(url)
         .await
         .unwrap_or_else(|error| panic!("connecting the store to {url}: {error}"))
+        .with_keyring(std::sync::Arc::new(crate::secrets::Keyring::ephemeral()))
 }
 
 async fn run_reporting(backend: &str, run: impl Future<Output = ()> + Send + 'static) {

@@ -23,6 +23,7 @@ pub(crate) fn endpoint(tenant: &TenantId) -> Endpoint {
         url: "https://crm.example.com/hooks/orders".into(),
         method: "POST".into(),
         headers: BTreeMap::from([("x-source".into(), "weft".into())]),
+        auth: None,
         secret: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into(),
         previous_secret: None,
         timeout_ms: 10_000,

@@ -11,4 +11,5 @@ mod group_commit;
 mod ingest;
 mod plugins;
 mod queue;
+mod sealing;
 mod search;

@@ -96,8 +96,8 @@ fn escape_attempts() -> serde_json::Value {
     let file = std::fs::read_to_string("/etc/passwd").map(|text| text.len());
     let cwd_listing = std::fs::read_dir(".").map(|entries| entries.count());
     let connect = std::net::TcpStream::connect("127.0.0.1:5432").map(|_| "connected");
-    let resolve = std::net::ToSocketAddrs::to_socket_addrs("localhost:80")
-        .map(|addresses| addresses.count());
+    let resolve =
+        std::net::ToSocketAddrs::to_socket_addrs("localhost:80").map(|addresses| addresses.count());
     serde_json::json!({
         "read_dir_root": outcome(listing),
         "read_file": outcome(file),
