@@ -3,8 +3,8 @@
 # `weft serve` on http://127.0.0.1:8080 with an embedded SQLite file (./weft.db)
 # and the plugins offered to every tenant. The first start prints an admin key
 # (or takes WEFT_BOOTSTRAP_ADMIN_KEY): every /v1 call needs one. More arguments
-# go to `weft serve` (`--allow-network 127.0.0.0/8` to deliver to a receiver on
-# this machine). Stop it with Ctrl-C.
+# go to `weft serve` (`--allow-network 127.0.0.0/8 --allow-http` to deliver to
+# a plain-http receiver on this machine). Stop it with Ctrl-C.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -93,6 +93,7 @@ async fn configure(store: &Store, tenant: &TenantId) -> Vec<Subscription> {
         method: "POST".into(),
         headers: BTreeMap::new(),
         auth: None,
+        tls: None,
         secret: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into(),
         previous_secret: None,
         timeout_ms: 10_000,

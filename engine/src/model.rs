@@ -6,8 +6,10 @@
 //! SQL or wasm.
 
 mod endpoint_auth;
+mod endpoint_tls;
 
 pub use endpoint_auth::{ClientAuthentication, EndpointAuth, JwtAlgorithm};
+pub use endpoint_tls::EndpointTls;
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -291,6 +293,9 @@ pub struct Endpoint {
     /// How Weft authenticates to the receiver, if it must.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth: Option<EndpointAuth>,
+    /// Which certificates the receiver may show, and the one Weft shows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<EndpointTls>,
     /// The Standard Webhooks signing secret, `whsec_<base64>`.
     pub secret: String,
     /// The secret before the last rotation, signing beside `secret` until it
@@ -559,6 +564,7 @@ mod tests {
             method: "POST".into(),
             headers: BTreeMap::new(),
             auth: None,
+            tls: None,
             secret: "whsec_new".into(),
             previous_secret: Some(PreviousSecret {
                 secret: "whsec_old".into(),

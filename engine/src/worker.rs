@@ -875,6 +875,7 @@ fn prepare(endpoint: &Endpoint, request: crate::runtime::Request) -> Result<Prep
             headers,
             body: request.body.into(),
             timeout: Duration::from_millis(u64::from(endpoint.timeout_ms)),
+            tls: endpoint.tls.clone(),
         },
         content_type,
     })

@@ -57,8 +57,8 @@ impl WeftProcess {
         let mut command = Command::new(crate::weft_binary());
         command
             .args(["serve", "--listen", "127.0.0.1:0"])
-            // The tests' receivers are on loopback.
-            .args(["--allow-network", "127.0.0.0/8"])
+            // The tests' receivers are on loopback, over plain http.
+            .args(["--allow-network", "127.0.0.0/8", "--allow-http"])
             .args(args);
         command
             .env_remove("WEFT_MASTER_KEY")

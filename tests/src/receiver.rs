@@ -60,6 +60,8 @@ impl Reply {
 
 #[derive(Default)]
 struct Shared {
+    /// TLS handshakes that failed (a client without the certificate asked for).
+    failed_handshakes: std::sync::atomic::AtomicUsize,
     received: Mutex<Vec<Received>>,
     script: Mutex<VecDeque<Reply>>,
     /// Replies for requests a matcher picks out, before the general script.
@@ -92,6 +94,61 @@ impl Receiver {
             shared,
             server,
         }
+    }
+
+    /// Like [`Receiver::start`], over HTTPS with `tls` (see
+    /// [`crate::pki::TestPki::server_config`]); `url` is
+    /// `https://127.0.0.1:<port>/hooks`.
+    pub async fn start_tls(tls: rustls::ServerConfig) -> Self {
+        let shared = Arc::new(Shared::default());
+        let app = Router::new()
+            .fallback(record)
+            .with_state(Arc::clone(&shared));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("https://{}/hooks", listener.local_addr().unwrap());
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
+        let counters = Arc::clone(&shared);
+        let server = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let (acceptor, app, counters) =
+                    (acceptor.clone(), app.clone(), Arc::clone(&counters));
+                tokio::spawn(async move {
+                    let Ok(stream) = acceptor.accept(stream).await else {
+                        counters
+                            .failed_handshakes
+                            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        return;
+                    };
+                    let service = hyper_util::service::TowerToHyperService::new(app);
+                    let _ = hyper_util::server::conn::auto::Builder::new(
+                        hyper_util::rt::TokioExecutor::new(),
+                    )
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .await;
+                });
+            }
+        });
+        Self {
+            url,
+            shared,
+            server,
+        }
+    }
+
+    /// The port it listens on.
+    pub fn port(&self) -> u16 {
+        let authority = self.url.split('/').nth(2).unwrap();
+        authority.rsplit(':').next().unwrap().parse().unwrap()
+    }
+
+    /// TLS handshakes that failed so far.
+    pub fn failed_handshakes(&self) -> usize {
+        self.shared
+            .failed_handshakes
+            .load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// The next requests get these replies, in order; then 200 again.

@@ -129,15 +129,27 @@ impl TestWeft {
     /// Starts the API alone: events are captured, nothing is delivered until
     /// [`TestWeft::start_workers`].
     pub async fn start_without_workers(backend: Backend) -> Self {
-        Self::start_serving(backend, None).await
+        Self::start_serving(backend, None, loopback_allowed()).await
     }
 
     /// Starts the API alone, accepting the bearer tokens of `issuer` too.
     pub async fn start_trusting(backend: Backend, issuer: TokenIssuer) -> Self {
-        Self::start_serving(backend, Some(issuer)).await
+        Self::start_serving(backend, Some(issuer), loopback_allowed()).await
     }
 
-    async fn start_serving(backend: Backend, issuer: Option<TokenIssuer>) -> Self {
+    /// Starts the API and two workers, both under `policy` instead of the
+    /// harness's (loopback and plain http allowed).
+    pub async fn start_under(backend: Backend, policy: NetworkPolicy) -> Self {
+        let mut weft = Self::start_serving(backend, None, policy).await;
+        weft.start_workers(2);
+        weft
+    }
+
+    async fn start_serving(
+        backend: Backend,
+        issuer: Option<TokenIssuer>,
+        policy: NetworkPolicy,
+    ) -> Self {
         let database = TestDatabase::create(backend).await;
         let store = Store::connect(&database.url)
             .await
@@ -149,7 +161,8 @@ impl TestWeft {
         let (stop, _) = watch::channel(false);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
-        let mut state = AppState::new(store.clone(), Arc::clone(&runtime), Arc::clone(&wake));
+        let mut state = AppState::new(store.clone(), Arc::clone(&runtime), Arc::clone(&wake))
+            .delivering_under(policy.clone());
         if let Some(issuer) = issuer {
             state = state.trusting(issuer);
         }
@@ -164,7 +177,7 @@ impl TestWeft {
             store,
             api: Api::new(url).with_key(admin_key),
             runtime,
-            sender: HttpSender::new(loopback_allowed()).unwrap(),
+            sender: HttpSender::new(policy).unwrap(),
             wake,
             stop,
             tasks: vec![server],
@@ -227,10 +240,12 @@ impl TestWeft {
     }
 }
 
-/// The receivers of tests are on loopback, which deliveries may reach only
-/// when an operator allows it.
+/// The receivers of tests are on loopback, mostly over plain http, which
+/// deliveries may reach only when an operator allows it.
 pub fn loopback_allowed() -> NetworkPolicy {
-    NetworkPolicy::allowing(&["127.0.0.0/8".into(), "::1".into()]).unwrap()
+    NetworkPolicy::allowing(&["127.0.0.0/8".into(), "::1".into()])
+        .unwrap()
+        .with_plain_http(true)
 }
 
 /// Stores a new API key, as `weft keys create` does, and returns it.

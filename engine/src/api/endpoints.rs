@@ -8,8 +8,10 @@
 use super::caller::{Caller, Configure, Read};
 use super::error::{parse_json, parse_optional_json};
 use super::{ApiError, AppState};
+use crate::delivery::NetworkPolicy;
 use crate::model::{
-    Endpoint, EndpointAuth, EndpointId, PreviousSecret, RetryPolicy, TenantId, now_millis,
+    Endpoint, EndpointAuth, EndpointId, EndpointTls, PreviousSecret, RetryPolicy, TenantId,
+    now_millis,
 };
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -34,6 +36,7 @@ struct EndpointInput {
     #[serde(default)]
     headers: BTreeMap<String, String>,
     auth: Option<EndpointAuth>,
+    tls: Option<EndpointTls>,
     secret: Option<String>,
     /// How a generated secret signs: `hmac` (`v1`, the default) or `ed25519`
     /// (`v1a`, verified with the public key the endpoint shows).
@@ -92,6 +95,13 @@ pub fn view(endpoint: &Endpoint) -> Value {
         }
         value["auth"] = serde_json::to_value(shown).unwrap_or_default();
     }
+    if let Some(key) = endpoint
+        .tls
+        .as_ref()
+        .and_then(|tls| tls.client_key.as_ref())
+    {
+        value["tls"]["client_key"] = json!(credential_hint(key));
+    }
     value
 }
 
@@ -109,9 +119,20 @@ fn credential_hint(secret: &str) -> String {
     }
 }
 
-/// A `PUT` may send back what `GET` showed: a credential header or an `auth`
-/// secret equal to the hint of the stored one keeps the stored one.
+/// A `PUT` may send back what `GET` showed: a credential header, an `auth`
+/// secret or a TLS client key equal to the hint of the stored one keeps the
+/// stored one.
 fn keep_hinted_secrets(input: &mut EndpointInput, existing: &Endpoint) {
+    let stored_key = existing
+        .tls
+        .as_ref()
+        .and_then(|tls| tls.client_key.as_ref());
+    if let Some(key) = input.tls.as_mut().and_then(|tls| tls.client_key.as_mut())
+        && let Some(stored) = stored_key
+        && *key == credential_hint(stored)
+    {
+        key.clone_from(stored);
+    }
     for (name, value) in &mut input.headers {
         if crate::delivery::is_credential_header(name)
             && let Some(stored) = existing.headers.get(name)
@@ -187,9 +208,9 @@ async fn create(
         &caller.tenant,
         input,
         EndpointId::generate(),
-        now,
-        now,
+        (now, now),
         None,
+        &state.network,
     )?;
     let audit = caller.audit("endpoint.create", &endpoint.id, None, Some(view(&endpoint)));
     state
@@ -223,9 +244,9 @@ async fn update(
         &caller.tenant,
         input,
         existing.id,
-        existing.created_at,
-        now_millis(),
+        (existing.created_at, now_millis()),
         Some(existing.secret),
+        &state.network,
     )?;
     endpoint.previous_secret = previous_secret;
     let audit = caller.audit(
@@ -293,18 +314,23 @@ pub(super) async fn find(
         .ok_or_else(|| ApiError::not_found("endpoint", id.as_str()))
 }
 
+/// The endpoint `input` describes, once checked; `network` is the policy it
+/// will be delivered under.
 fn checked(
     tenant: &TenantId,
     input: EndpointInput,
     id: EndpointId,
-    created_at: i64,
-    updated_at: i64,
+    (created_at, updated_at): (i64, i64),
     existing_secret: Option<String>,
+    network: &NetworkPolicy,
 ) -> Result<Endpoint, ApiError> {
     let invalid =
         |field: &str, detail: String| ApiError::unprocessable("invalid_field", detail).at(field);
     super::text::check_name("name", &input.name)?;
     check_url(&input.url).map_err(|detail| invalid("url", detail))?;
+    if let Some(refusal) = network.scheme_refusal(&input.url) {
+        return Err(invalid("url", refusal));
+    }
     let method = input.method.to_ascii_uppercase();
     if !["POST", "PUT", "PATCH", "GET", "DELETE"].contains(&method.as_str()) {
         return Err(invalid(
@@ -328,6 +354,20 @@ fn checked(
     if let Some(auth) = &input.auth {
         crate::delivery::check_auth(auth)
             .map_err(|error| invalid(&format!("auth.{}", error.field), error.reason))?;
+        if let EndpointAuth::OAuth2ClientCredentials { token_url, .. } = auth
+            && let Some(refusal) = network.scheme_refusal(token_url)
+        {
+            return Err(invalid("auth.token_url", refusal));
+        }
+    }
+    if let Some(tls) = &input.tls {
+        if !tls.verify
+            && let Some(refusal) = network.unverified_tls_refusal()
+        {
+            return Err(invalid("tls.verify", refusal));
+        }
+        crate::delivery::check_tls(tls)
+            .map_err(|error| invalid(&format!("tls.{}", error.field), error.reason))?;
     }
     if input.timeout_ms == 0 || input.timeout_ms > MAX_TIMEOUT_MS {
         return Err(invalid(
@@ -362,6 +402,7 @@ fn checked(
         method,
         headers: input.headers,
         auth: input.auth,
+        tls: input.tls,
         secret,
         previous_secret: None,
         timeout_ms: input.timeout_ms,

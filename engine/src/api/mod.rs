@@ -51,6 +51,9 @@ pub struct AppState {
     subscriptions: subscriptions::MatchCache,
     /// Concurrent publishes share transactions.
     capture: GroupCommit,
+    /// What deliveries may do (plain http, unverified TLS), so that an
+    /// endpoint that could never be delivered to is refused when it is saved.
+    pub network: crate::delivery::NetworkPolicy,
 }
 
 impl AppState {
@@ -65,7 +68,14 @@ impl AppState {
             catalog: Catalog::builtin(),
             wake,
             subscriptions: subscriptions::MatchCache::default(),
+            network: crate::delivery::NetworkPolicy::default(),
         }
+    }
+
+    /// Checks endpoints against the `policy` deliveries run under.
+    pub fn delivering_under(mut self, policy: crate::delivery::NetworkPolicy) -> Self {
+        self.network = policy;
+        self
     }
 
     /// Lets credentials without a rate of their own publish `per_second`

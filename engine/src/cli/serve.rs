@@ -56,6 +56,14 @@ pub struct ServeArgs {
         value_name = "CIDR"
     )]
     pub allowed_networks: Vec<String>,
+    /// Let endpoints (and OAuth token URLs) use plain http://. For
+    /// development: without it, Weft sends over HTTPS only.
+    #[arg(long, env = "WEFT_ALLOW_HTTP")]
+    pub allow_http: bool,
+    /// Let endpoints turn certificate verification off
+    /// (`"tls": {"verify": false}`). For development only.
+    #[arg(long, env = "WEFT_ALLOW_UNVERIFIED_TLS")]
+    pub allow_unverified_tls: bool,
     #[command(flatten)]
     pub tokens: TokenArgs,
     #[command(flatten)]
@@ -161,8 +169,10 @@ async fn serve(args: ServeArgs, artifact_dir: Option<PathBuf>) -> Result<()> {
     let wake = Arc::new(Notify::new());
     let (stop, stopping) = watch::channel(false);
     let policy = NetworkPolicy::allowing(&args.allowed_networks)
-        .map_err(|error| anyhow::anyhow!("--allow-network: {error}"))?;
-    let sender = HttpSender::new(policy).context("cannot set up the HTTP client")?;
+        .map_err(|error| anyhow::anyhow!("--allow-network: {error}"))?
+        .with_plain_http(args.allow_http)
+        .with_unverified_tls(args.allow_unverified_tls);
+    let sender = HttpSender::new(policy.clone()).context("cannot set up the HTTP client")?;
     // One token cache for every worker: they share OAuth tokens.
     let credentials = Credentials::new(sender.clone());
     let mut workers = Vec::new();
@@ -188,7 +198,9 @@ async fn serve(args: ServeArgs, artifact_dir: Option<PathBuf>) -> Result<()> {
         "weft listening on http://{address} (database {})",
         args.database_url
     );
-    let mut state = AppState::new(store, runtime, wake).limiting_ingest(args.ingest_per_second);
+    let mut state = AppState::new(store, runtime, wake)
+        .limiting_ingest(args.ingest_per_second)
+        .delivering_under(policy);
     if let Some(issuer) = issuer {
         state = state.trusting(issuer);
     }

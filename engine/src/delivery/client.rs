@@ -1,5 +1,7 @@
 //! The one HTTP client every delivery goes through: hyper with rustls, HTTP/1.1
-//! and HTTP/2, pooled connections.
+//! and HTTP/2, pooled connections. An endpoint with TLS settings of its own (a
+//! CA bundle, a client certificate) gets a client of its own, built once per
+//! distinct settings.
 //!
 //! A send never fails as a Rust error: whatever happens (a response, a refused
 //! connection, a timeout) becomes a [`SendResult`] that the attempt history
@@ -8,7 +10,7 @@
 //! by the receiver and could point anywhere (an internal address, say).
 
 use super::guard::{GuardedResolver, NetworkPolicy};
-use crate::model::MAX_RECORDED_RESPONSE_BYTES;
+use crate::model::{EndpointTls, MAX_RECORDED_RESPONSE_BYTES};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
@@ -47,6 +49,9 @@ pub struct OutboundRequest {
     /// Bounds the whole exchange: connecting, the TLS handshake, sending, the
     /// response headers and the recorded part of the response body.
     pub timeout: Duration,
+    /// The endpoint's TLS settings; without them, the system's roots and no
+    /// client certificate.
+    pub tls: Option<EndpointTls>,
 }
 
 /// What came of a request. A response whose body could not be read in full still
@@ -92,9 +97,16 @@ pub enum ClientBuildError {
 /// load).
 #[derive(Clone)]
 pub struct HttpSender {
-    client: Client<HttpsConnector<HttpConnector<GuardedResolver>>, Full<Bytes>>,
+    client: PooledClient,
+    /// Clients of endpoints with TLS settings of their own, by those settings.
+    tls_clients: moka::sync::Cache<EndpointTls, PooledClient>,
     policy: NetworkPolicy,
 }
+
+type PooledClient = Client<HttpsConnector<HttpConnector<GuardedResolver>>, Full<Bytes>>;
+
+/// Distinct TLS settings whose clients (and connection pools) are kept.
+const MAX_TLS_CLIENTS: u64 = 1_000;
 
 impl std::fmt::Debug for HttpSender {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -107,29 +119,36 @@ impl HttpSender {
     /// (negotiated by ALPN over TLS) HTTP/2, that connects only to addresses
     /// `policy` permits.
     pub fn new(policy: NetworkPolicy) -> Result<Self, ClientBuildError> {
-        let mut tcp = HttpConnector::new_with_resolver(GuardedResolver {
-            policy: policy.clone(),
-        });
-        // The TLS connector on top decides between http and https.
-        tcp.enforce_http(false);
-        // Webhook requests are small and latency-bound: send them at once.
-        tcp.set_nodelay(true);
-        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        let tls = hyper_rustls::HttpsConnectorBuilder::new()
             .with_provider_and_native_roots(rustls::crypto::ring::default_provider())
-            .map_err(ClientBuildError::RootCertificates)?
-            .https_or_http()
-            .enable_http1()
-            .enable_http2()
-            .wrap_connector(tcp);
-        let client = Client::builder(TokioExecutor::new())
-            .timer(TokioTimer::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
-            .pool_max_idle_per_host(MAX_IDLE_CONNECTIONS_PER_HOST)
-            .build(connector);
-        Ok(Self { client, policy })
+            .map_err(ClientBuildError::RootCertificates)?;
+        Ok(Self {
+            client: pooled_client(tls, &policy),
+            tls_clients: moka::sync::Cache::new(MAX_TLS_CLIENTS),
+            policy,
+        })
     }
 
+    /// The client for requests with `tls` settings.
+    fn client_for(&self, tls: Option<&EndpointTls>) -> Result<PooledClient, SendError> {
+        let Some(tls) = tls else {
+            return Ok(self.client.clone());
+        };
+        if !tls.verify
+            && let Some(refusal) = self.policy.unverified_tls_refusal()
+        {
+            return Err(SendError::Refused(refusal));
+        }
+        self.tls_clients
+            .try_get_with(tls.clone(), || {
+                let config = super::tls::client_config(tls)?;
+                let builder = hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(config);
+                Ok(pooled_client(builder, &self.policy))
+            })
+            .map_err(|error: std::sync::Arc<super::tls::InvalidTls>| {
+                SendError::InvalidRequest(format!("tls.{}: {}", error.field, error.reason))
+            })
+    }
     /// Makes `request` and reports what came of it.
     pub async fn send(&self, request: OutboundRequest) -> SendResult {
         let started = Instant::now();
@@ -146,6 +165,9 @@ impl HttpSender {
             Ok(http_request) => http_request,
             Err(error) => return failed(error),
         };
+        if let Some(refusal) = self.policy.scheme_refusal(&request.url) {
+            return failed(SendError::Refused(refusal));
+        }
         // A name is checked once resolved (see `GuardedResolver`); an address
         // in the URL never reaches the resolver, so it is checked here.
         if let Some(refusal) =
@@ -153,12 +175,15 @@ impl HttpSender {
         {
             return failed(SendError::Refused(refusal));
         }
-        let response =
-            match tokio::time::timeout_at(deadline, self.client.request(http_request)).await {
-                Err(_elapsed) => return failed(SendError::Timeout(request.timeout)),
-                Ok(Err(error)) => return failed(client_error(&error)),
-                Ok(Ok(response)) => response,
-            };
+        let client = match self.client_for(request.tls.as_ref()) {
+            Ok(client) => client,
+            Err(error) => return failed(error),
+        };
+        let response = match tokio::time::timeout_at(deadline, client.request(http_request)).await {
+            Err(_elapsed) => return failed(SendError::Timeout(request.timeout)),
+            Ok(Err(error)) => return failed(client_error(&error)),
+            Ok(Ok(response)) => response,
+        };
 
         let (parts, body) = response.into_parts();
         let headers = parts
@@ -180,6 +205,31 @@ impl HttpSender {
             error,
         }
     }
+}
+
+/// A pooled client whose connections are made under `policy` with `tls`.
+fn pooled_client(
+    tls: hyper_rustls::HttpsConnectorBuilder<hyper_rustls::builderstates::WantsSchemes>,
+    policy: &NetworkPolicy,
+) -> PooledClient {
+    let mut tcp = HttpConnector::new_with_resolver(GuardedResolver {
+        policy: policy.clone(),
+    });
+    // The TLS connector on top decides between http and https.
+    tcp.enforce_http(false);
+    // Webhook requests are small and latency-bound: send them at once.
+    tcp.set_nodelay(true);
+    let connector = tls
+        .https_or_http()
+        .enable_http1()
+        .enable_http2()
+        .wrap_connector(tcp);
+    Client::builder(TokioExecutor::new())
+        .timer(TokioTimer::new())
+        .pool_timer(TokioTimer::new())
+        .pool_idle_timeout(POOL_IDLE_TIMEOUT)
+        .pool_max_idle_per_host(MAX_IDLE_CONNECTIONS_PER_HOST)
+        .build(connector)
 }
 
 /// The address `uri` names, if its host is an address rather than a name.

@@ -255,6 +255,8 @@ async fn exchange(
                 .collect(),
             body: body.into(),
             timeout: TOKEN_REQUEST_TIMEOUT,
+            // Token servers are verified against the system's roots.
+            tls: None,
         })
         .await;
     match result.error {

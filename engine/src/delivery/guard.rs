@@ -5,8 +5,13 @@
 //! the operator allow-lists them. The check runs on the addresses a name
 //! resolves to, right before connecting, so a name that points inside (or is
 //! re-pointed there) is refused too.
+//!
+//! The policy also says whether plain `http://` may be used (not unless the
+//! operator allows it, for development) and whether an endpoint may skip
+//! certificate verification (likewise).
 
 use ipnet::IpNet;
+use std::collections::HashMap;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
@@ -35,11 +40,16 @@ const REFUSED: &[(&str, &str)] = &[
     ("ff00::/8", "a multicast address"),
 ];
 
-/// Which addresses may be connected to.
+/// Which addresses may be connected to, and how.
 #[derive(Debug, Clone)]
 pub struct NetworkPolicy {
     refused: Arc<Vec<(IpNet, &'static str)>>,
     allowed: Arc<Vec<IpNet>>,
+    plain_http: bool,
+    unverified_tls: bool,
+    /// Names answered without DNS (`host` → address and port), as curl's
+    /// `--resolve` does; the guard still checks the address.
+    pinned: Arc<HashMap<String, SocketAddr>>,
 }
 
 impl Default for NetworkPolicy {
@@ -61,6 +71,59 @@ impl NetworkPolicy {
         Ok(Self {
             refused: Arc::new(refused),
             allowed: Arc::new(allowed),
+            plain_http: false,
+            unverified_tls: false,
+            pinned: Arc::default(),
+        })
+    }
+
+    /// This policy, letting requests use plain `http://` (development only:
+    /// nothing is encrypted).
+    pub fn with_plain_http(self, allowed: bool) -> Self {
+        Self {
+            plain_http: allowed,
+            ..self
+        }
+    }
+
+    /// This policy, letting endpoints turn certificate verification off
+    /// (`"tls": {"verify": false}`; development only).
+    pub fn with_unverified_tls(self, allowed: bool) -> Self {
+        Self {
+            unverified_tls: allowed,
+            ..self
+        }
+    }
+
+    /// This policy, answering `host` with `address` instead of asking DNS.
+    pub fn pinning(self, host: &str, address: SocketAddr) -> Self {
+        let mut pinned = (*self.pinned).clone();
+        pinned.insert(host.to_ascii_lowercase(), address);
+        Self {
+            pinned: Arc::new(pinned),
+            ..self
+        }
+    }
+
+    /// Why a request to `url` may not be made under this policy, looking
+    /// only at its scheme.
+    pub fn scheme_refusal(&self, url: &str) -> Option<String> {
+        let plain = url
+            .get(..7)
+            .is_some_and(|scheme| scheme.eq_ignore_ascii_case("http://"));
+        (plain && !self.plain_http).then(|| {
+            "plain http:// is refused: Weft sends over HTTPS only \
+             (an operator can allow http:// for development with --allow-http)"
+                .to_owned()
+        })
+    }
+
+    /// Why an endpoint may not skip certificate verification, if it may not.
+    pub fn unverified_tls_refusal(&self) -> Option<String> {
+        (!self.unverified_tls).then(|| {
+            "certificate verification cannot be turned off on this server \
+             (an operator can allow it for development with --allow-unverified-tls)"
+                .to_owned()
         })
     }
 
@@ -100,8 +163,10 @@ impl tower_service::Service<hyper_util::client::legacy::connect::dns::Name> for 
         let policy = self.policy.clone();
         Box::pin(async move {
             let host = name.as_str().to_owned();
-            let resolved: Vec<SocketAddr> =
-                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let resolved: Vec<SocketAddr> = match policy.pinned.get(&host) {
+                Some(address) => vec![*address],
+                None => tokio::net::lookup_host((host.as_str(), 0)).await?.collect(),
+            };
             let mut refusals = Vec::new();
             let permitted: Vec<SocketAddr> = resolved
                 .into_iter()

@@ -184,6 +184,7 @@ fn post(url: String, timeout: Duration) -> OutboundRequest {
         headers: vec![("content-type".into(), "application/json".into())],
         body: Bytes::from_static(br#"{"order":{"id":"SO-1"}}"#),
         timeout,
+        tls: None,
     }
 }
 
@@ -380,6 +381,7 @@ async fn the_receiver_verifies_the_signature() {
             headers,
             body: Bytes::from_static(body),
             timeout: TIMEOUT,
+            tls: None,
         };
         let result = sender.send(request).await;
         assert_eq!(result.status, Some(expected_status), "{secrets:?}");
@@ -393,7 +395,8 @@ async fn the_receiver_verifies_the_signature() {
 async fn internal_addresses_are_refused_unless_allowed() {
     let receiver = Receiver::start().await;
     let port = receiver.base_url.rsplit(':').next().unwrap().to_owned();
-    let guarded = HttpSender::new(NetworkPolicy::default()).unwrap();
+    // Plain http is allowed here so that the guard, not the scheme, refuses.
+    let guarded = HttpSender::new(NetworkPolicy::default().with_plain_http(true)).unwrap();
     let urls = [
         // By address, by a name that resolves to loopback, and in disguise.
         (receiver.url("/ok"), "127.0.0.1 is a loopback address"),
@@ -433,7 +436,28 @@ async fn internal_addresses_are_refused_unless_allowed() {
     }
 }
 
-/// Receivers here are on loopback, which the guard refuses unless allowed.
+#[tokio::test]
+async fn plain_http_is_refused_unless_allowed() {
+    let receiver = Receiver::start().await;
+    let https_only =
+        HttpSender::new(NetworkPolicy::allowing(&["127.0.0.0/8".into()]).unwrap()).unwrap();
+    let result = https_only.send(post(receiver.url("/ok"), TIMEOUT)).await;
+    match &result.error {
+        Some(SendError::Refused(reason)) => {
+            assert!(reason.contains("plain http:// is refused"), "{reason}");
+            assert!(reason.contains("--allow-http"), "{reason}");
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    assert_eq!(receiver.connections.load(Ordering::SeqCst), 0);
+    let result = sender().send(post(receiver.url("/ok"), TIMEOUT)).await;
+    assert_eq!(result.status, Some(200), "{:?}", result.error);
+}
+
+/// Receivers here are on loopback over plain http, which the policy refuses
+/// unless allowed.
 fn loopback_allowed() -> NetworkPolicy {
-    NetworkPolicy::allowing(&["127.0.0.0/8".into(), "::1".into()]).unwrap()
+    NetworkPolicy::allowing(&["127.0.0.0/8".into(), "::1".into()])
+        .unwrap()
+        .with_plain_http(true)
 }

@@ -14,6 +14,7 @@ mod guard;
 mod headers;
 mod retry;
 mod signing;
+mod tls;
 
 #[cfg(test)]
 mod loopback_tests;
@@ -29,3 +30,4 @@ pub use signing::{
     SIGNING_KEY_PREFIX, SigningError, VerifyError, generate_secret, generate_signing_key,
     public_key, sign, validate_secret, verify,
 };
+pub use tls::{InvalidTls, check as check_tls};

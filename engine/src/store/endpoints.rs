@@ -16,7 +16,7 @@ use crate::secrets::{Keyring, is_sealed};
 macro_rules! endpoint_columns {
     () => {
         "tenant, id, name, url, method, headers, secret, timeout_ms, retry, enabled, \
-         disabled_reason, created_at, updated_at, previous_secret, previous_secret_expires_at, auth"
+         disabled_reason, created_at, updated_at, previous_secret, previous_secret_expires_at, auth, tls"
     };
 }
 
@@ -26,7 +26,7 @@ impl Store {
         const INSERT: &str = concat!(
             "INSERT INTO endpoints (",
             endpoint_columns!(),
-            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
+            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)"
         );
         let mut statement = Statement::new(INSERT);
         self.push_endpoint(&mut statement, endpoint)?;
@@ -88,7 +88,7 @@ impl Store {
     pub async fn update_endpoint(&self, endpoint: &Endpoint) -> Result<(), StoreError> {
         const UPDATE: &str = "UPDATE endpoints SET name = $3, url = $4, method = $5, headers = $6, \
              secret = $7, timeout_ms = $8, retry = $9, enabled = $10, disabled_reason = $11, \
-             updated_at = $13, previous_secret = $14, previous_secret_expires_at = $15, auth = $16 \
+             updated_at = $13, previous_secret = $14, previous_secret_expires_at = $15, auth = $16, tls = $17 \
              WHERE tenant = $1 AND id = $2";
         let mut statement = Statement::new(UPDATE);
         self.push_endpoint(&mut statement, endpoint)?;
@@ -181,7 +181,7 @@ impl Store {
 }
 
 /// The columns of `endpoints` that hold secrets, sealed.
-const SEALED_COLUMNS: [&str; 4] = ["secret", "previous_secret", "headers", "auth"];
+const SEALED_COLUMNS: [&str; 5] = ["secret", "previous_secret", "headers", "auth", "tls"];
 
 /// What a sealed value of `column` of endpoint `tenant`/`id` is bound to.
 fn sealing_context(tenant: &str, id: &str, column: &str) -> String {
@@ -244,7 +244,7 @@ impl Store {
             .map_err(StoreError::database(doing()))?;
         let rows = tx
             .fetch_all(Statement::new(
-                "SELECT tenant, id, secret, previous_secret, headers, auth FROM endpoints",
+                "SELECT tenant, id, secret, previous_secret, headers, auth, tls FROM endpoints",
             ))
             .await
             .map_err(StoreError::database(doing()))?;
@@ -319,6 +319,15 @@ impl Store {
             })
             .transpose()?;
         statement.push(auth);
+        let tls = endpoint
+            .tls
+            .as_ref()
+            .map(|tls| {
+                let json = to_json(tls, format_args!("the TLS settings of {}", owner()))?;
+                self.seal(endpoint, "tls", &json)
+            })
+            .transpose()?;
+        statement.push(tls);
         Ok(())
     }
 
@@ -347,6 +356,9 @@ impl Store {
             headers: decode("headers", &owner, headers)?,
             auth: open("auth")?
                 .map(|auth| decode("auth", &owner, auth))
+                .transpose()?,
+            tls: open("tls")?
+                .map(|tls| decode("tls", &owner, tls))
                 .transpose()?,
             secret: open("secret")?.unwrap_or_default(),
             previous_secret: match (

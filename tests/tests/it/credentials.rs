@@ -251,7 +251,11 @@ async fn an_oauth_token_is_fetched_once_cached_and_refreshed_once_on_401() {
 async fn a_refused_client_and_a_guarded_token_url_fail_the_delivery_with_the_reason() {
     let mut weft = TestWeft::start_without_workers(Backend::Sqlite).await;
     // The receiver's address is allowed, the token server's (127.0.0.2) is not.
-    weft.set_network_policy(NetworkPolicy::allowing(&["127.0.0.1/32".to_owned()]).unwrap());
+    weft.set_network_policy(
+        NetworkPolicy::allowing(&["127.0.0.1/32".to_owned()])
+            .unwrap()
+            .with_plain_http(true),
+    );
     weft.start_workers(1);
     let receiver = Receiver::start().await;
     let guarded = TokenServer::start("127.0.0.2".parse().unwrap(), "c", "s-0123456789", 60).await;

@@ -15,3 +15,4 @@ mod pipeline;
 mod secrets_at_rest;
 mod serve;
 mod templates;
+mod tls;

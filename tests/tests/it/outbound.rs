@@ -14,7 +14,8 @@ const ENDPOINT_EDITS_APPLY: Duration = Duration::from_millis(1_200);
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deliveries_to_internal_addresses_are_refused_and_dead_lettered() {
     let mut weft = TestWeft::start_without_workers(Backend::Sqlite).await;
-    weft.set_network_policy(NetworkPolicy::default());
+    // Plain http allowed, so that the guard, not the scheme, refuses.
+    weft.set_network_policy(NetworkPolicy::default().with_plain_http(true));
     weft.start_workers(1);
     let receiver = Receiver::start().await;
     let port = receiver

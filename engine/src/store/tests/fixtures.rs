@@ -24,6 +24,7 @@ pub(crate) fn endpoint(tenant: &TenantId) -> Endpoint {
         method: "POST".into(),
         headers: BTreeMap::from([("x-source".into(), "weft".into())]),
         auth: None,
+        tls: None,
         secret: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into(),
         previous_secret: None,
         timeout_ms: 10_000,

@@ -4,7 +4,7 @@
 
 use super::backends::on_both_databases;
 use super::fixtures::{endpoint, tenant};
-use crate::model::{EndpointAuth, PreviousSecret};
+use crate::model::{EndpointAuth, EndpointTls, PreviousSecret};
 use crate::secrets::{Keyring, MasterKey};
 use crate::store::database::Statement;
 use crate::store::{Store, StoreError};
@@ -21,7 +21,7 @@ fn keyring(current: &str, previous: &[&str]) -> Arc<Keyring> {
 /// The raw text of the secret columns of endpoint `id`.
 async fn stored_columns(store: &Store, id: &str) -> Vec<Option<String>> {
     let statement = Statement::new(
-        "SELECT secret, previous_secret, headers, auth FROM endpoints WHERE id = $1",
+        "SELECT secret, previous_secret, headers, auth, tls FROM endpoints WHERE id = $1",
     )
     .bind(id);
     let row = store
@@ -30,7 +30,7 @@ async fn stored_columns(store: &Store, id: &str) -> Vec<Option<String>> {
         .await
         .unwrap()
         .unwrap();
-    ["secret", "previous_secret", "headers", "auth"]
+    ["secret", "previous_secret", "headers", "auth", "tls"]
         .into_iter()
         .map(|column| row.get::<Option<String>>(column).unwrap())
         .collect()
@@ -50,6 +50,10 @@ async fn secrets_are_sealed_and_reopen_only_with_their_key() {
         stored.auth = Some(EndpointAuth::Bearer {
             token: "bearer-secret-5678".into(),
         });
+        stored.tls = Some(EndpointTls {
+            client_key: Some("-----BEGIN PRIVATE KEY-----tls-key-secret".into()),
+            ..EndpointTls::default()
+        });
         stored.previous_secret = Some(PreviousSecret {
             secret: "whsec_cHJldmlvdXMgc2VjcmV0IGF0IHJlc3Q=".into(),
             expires_at: i64::MAX,
@@ -60,7 +64,13 @@ async fn secrets_are_sealed_and_reopen_only_with_their_key() {
         for column in &columns {
             let text = column.as_deref().unwrap();
             assert!(text.starts_with("weft-sealed:v1:"), "{text}");
-            for secret in ["header-secret", "bearer-secret", "whsec_", "x-source"] {
+            for secret in [
+                "header-secret",
+                "bearer-secret",
+                "whsec_",
+                "x-source",
+                "tls-key",
+            ] {
                 assert!(!text.contains(secret), "{secret} in {text}");
             }
         }
@@ -86,10 +96,10 @@ async fn secrets_are_sealed_and_reopen_only_with_their_key() {
             "{error}"
         );
 
-        // Rotation: the new key with the old one as previous re-seals all four
+        // Rotation: the new key with the old one as previous re-seals all five
         // columns, after which the new key alone is enough.
         let rotating = plain.clone().with_keyring(keyring(&new, &[&old]));
-        assert_eq!(rotating.reseal_endpoint_secrets().await.unwrap(), 4);
+        assert_eq!(rotating.reseal_endpoint_secrets().await.unwrap(), 5);
         assert_eq!(
             rotating.reseal_endpoint_secrets().await.unwrap(),
             0,
