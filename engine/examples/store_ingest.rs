@@ -94,6 +94,8 @@ async fn configure(store: &Store, tenant: &TenantId) -> Vec<Subscription> {
         headers: BTreeMap::new(),
         auth: None,
         tls: None,
+        rate_limit: None,
+        max_concurrency: None,
         secret: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into(),
         previous_secret: None,
         timeout_ms: 10_000,

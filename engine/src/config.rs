@@ -31,6 +31,11 @@ pub struct Webhook {
     /// (`api_key`, `basic`, `bearer` or `oauth2` with a token,
     /// `oauth2_client_credentials`, `jwt`).
     pub authentication: Option<EndpointAuth>,
+    /// The product sheet's "Rate Limit: 100 requests/minute": `N/second`,
+    /// `N requests/minute`, `N per hour`, `N/day`.
+    pub rate_limit: Option<String>,
+    /// Deliveries in flight to the endpoint at once.
+    pub max_concurrency: Option<u32>,
     pub event_triggers: Vec<String>,
     /// Field → Jinja template, as in the product sheet's "Payload Format".
     pub payload_format: Option<Value>,
@@ -102,6 +107,33 @@ pub enum BackoffSpec {
     Fixed,
 }
 
+/// `100 requests/minute`, `10/second`, `5000 per hour`: a count of requests
+/// per unit of time, as the API's `rate_limit`.
+fn parse_rate_limit(text: &str) -> Result<crate::model::RateLimit, String> {
+    let expected = || format!("{text:?} is not a rate such as \"100 requests/minute\"");
+    let (count, unit) = text
+        .split_once('/')
+        .or_else(|| text.split_once(" per "))
+        .ok_or_else(expected)?;
+    let count = count
+        .trim()
+        .trim_end_matches("requests")
+        .trim_end_matches("request")
+        .trim();
+    let requests: u32 = count.parse().map_err(|_| expected())?;
+    let per_seconds = match unit.trim() {
+        "s" | "sec" | "second" => 1,
+        "min" | "minute" => 60,
+        "h" | "hour" => 3_600,
+        "day" => 86_400,
+        _ => return Err(expected()),
+    };
+    Ok(crate::model::RateLimit {
+        requests,
+        per_seconds,
+    })
+}
+
 /// A webhooks file that cannot be applied, with where and why.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -135,6 +167,10 @@ impl WebhooksFile {
                     "another webhook has the same name; names identify what apply updates".into(),
                 ));
             }
+            if let Some(limit) = &webhook.rate_limit {
+                parse_rate_limit(limit)
+                    .map_err(|reason| invalid(format!("rate_limit: {reason}")))?;
+            }
             if webhook.event_triggers.is_empty() {
                 return Err(invalid(
                     "event_triggers: list at least one event type".into(),
@@ -160,6 +196,8 @@ impl Webhook {
             "method": self.method,
             "headers": self.headers,
             "auth": self.authentication,
+            "rate_limit": self.rate_limit.as_deref().and_then(|limit| parse_rate_limit(limit).ok()),
+            "max_concurrency": self.max_concurrency,
             "timeout_ms": self.retry_policy.timeout_seconds.saturating_mul(1000),
             "retry": { "max_attempts": self.retry_policy.max_attempts, "backoff": backoff },
             "enabled": self.enabled,
@@ -290,6 +328,38 @@ mod tests {
         assert_eq!(
             crm["auth"],
             json!({ "type": "bearer", "token": "<CRM_OAUTH_TOKEN>" })
+        );
+        assert_eq!(
+            crm["rate_limit"],
+            json!({ "requests": 100, "per_seconds": 60 })
+        );
+    }
+
+    #[test]
+    fn rate_limits_are_read_the_way_people_write_them() {
+        let per_minute = crate::model::RateLimit {
+            requests: 100,
+            per_seconds: 60,
+        };
+        for text in [
+            "100 requests/minute",
+            "100/minute",
+            "100 per minute",
+            "100/min",
+        ] {
+            assert_eq!(parse_rate_limit(text), Ok(per_minute), "{text}");
+        }
+        assert_eq!(parse_rate_limit("5/second").unwrap().per_seconds, 1);
+        for bad in ["fast", "100/fortnight", "-1/minute", "100"] {
+            let error = parse_rate_limit(bad).unwrap_err();
+            assert!(error.contains("100 requests/minute"), "{bad}: {error}");
+        }
+        let text = "webhooks:\n  - name: crm\n    endpoint_url: https://example.com/\n    \
+                    event_triggers: [customer.created]\n    rate_limit: 100 a minute\n";
+        let error = WebhooksFile::parse(text, env).unwrap_err().to_string();
+        assert!(
+            error.starts_with("webhooks[0] (crm): rate_limit:"),
+            "{error}"
         );
     }
 

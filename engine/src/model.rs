@@ -296,6 +296,12 @@ pub struct Endpoint {
     /// Which certificates the receiver may show, and the one Weft shows.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<EndpointTls>,
+    /// How many deliveries the receiver takes in a period; more wait.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<RateLimit>,
+    /// How many deliveries may be in flight to the receiver at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_concurrency: Option<u32>,
     /// The Standard Webhooks signing secret, `whsec_<base64>`.
     pub secret: String,
     /// The secret before the last rotation, signing beside `secret` until it
@@ -309,6 +315,15 @@ pub struct Endpoint {
     pub disabled_reason: Option<String>,
     pub created_at: UnixMillis,
     pub updated_at: UnixMillis,
+}
+
+/// At most `requests` deliveries every `per_seconds` seconds, in a burst or
+/// spread out; deliveries beyond it wait their turn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimit {
+    pub requests: u32,
+    pub per_seconds: u32,
 }
 
 /// A secret that was rotated out, and until when it still signs.
@@ -565,6 +580,8 @@ mod tests {
             headers: BTreeMap::new(),
             auth: None,
             tls: None,
+            rate_limit: None,
+            max_concurrency: None,
             secret: "whsec_new".into(),
             previous_secret: Some(PreviousSecret {
                 secret: "whsec_old".into(),

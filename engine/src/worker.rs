@@ -19,7 +19,7 @@
 //! dropped or failed on leaves the batch and settles on its own, and one whose
 //! requests an array cannot carry is sent alone, as without batching.
 
-use crate::delivery::{Credentials, HttpSender, OutboundRequest, SendResult};
+use crate::delivery::{Outbound, OutboundRequest, SendResult};
 use crate::delivery::{REDACTED, redact_headers, webhook_headers};
 use crate::delivery::{Verdict, classify, next_attempt_delay};
 use crate::model::{
@@ -70,8 +70,7 @@ const FINISHED_PER_TRANSACTION: usize = 64;
 pub struct Worker {
     store: Store,
     runtime: Arc<PluginRuntime>,
-    sender: HttpSender,
-    credentials: Credentials,
+    outbound: Outbound,
     wake: Arc<Notify>,
     config: WorkerConfig,
     chains: moka::future::Cache<(SubscriptionId, i64), Arc<SubscriptionChain>>,
@@ -125,16 +124,14 @@ impl Worker {
     pub fn new(
         store: Store,
         runtime: Arc<PluginRuntime>,
-        sender: HttpSender,
-        credentials: Credentials,
+        outbound: Outbound,
         wake: Arc<Notify>,
         config: WorkerConfig,
     ) -> Self {
         Self {
             store,
             runtime,
-            sender,
-            credentials,
+            outbound,
             wake,
             config,
             chains: moka::future::Cache::builder().max_capacity(10_000).build(),
@@ -348,6 +345,10 @@ impl Worker {
             Ok(target) => target,
             Err(step) => return step,
         };
+        let _admitted = match self.outbound.throttle.admit(&target.endpoint).await {
+            Ok(admitted) => admitted,
+            Err(wait) => return Step::Defer(wait),
+        };
         let event = match events {
             Ok(events) => match event_of(events, delivery) {
                 Some(event) => event,
@@ -377,6 +378,11 @@ impl Worker {
             // Captured while the subscription batched; it no longer does.
             return self.process_alone(members).await;
         }
+        // A batch is one request: it takes one place under the limits.
+        let _admitted = match self.outbound.throttle.admit(&target.endpoint).await {
+            Ok(admitted) => admitted,
+            Err(wait) => return settle_together(Step::Defer(wait), &members, &id),
+        };
         let events = match self.events_of(&members).await {
             Ok(events) => events,
             Err(error) => return settle_together(Step::retry_later(error), &members, &id),
@@ -548,7 +554,7 @@ impl Worker {
         };
         if result.status == Some(401)
             && let Some(auth) = &endpoint.auth
-            && self.credentials.forget_token(auth).await
+            && self.outbound.credentials.forget_token(auth).await
         {
             tracing::debug!(endpoint = %endpoint.id, "401 with an OAuth token: fetching a new one");
             started_at = now_millis();
@@ -606,20 +612,26 @@ impl Worker {
         prepared: &Prepared,
     ) -> Result<(OutboundRequest, SendResult), Step> {
         let credentials = match &endpoint.auth {
-            Some(auth) => self.credentials.headers(auth).await.map_err(|error| {
-                let reason = format!("cannot authenticate to endpoint {}: {error}", endpoint.id);
-                if error.is_permanent() {
-                    return Step::Fail(reason);
-                }
-                // Counted as an attempt on the endpoint's schedule: the
-                // credentials may be fixed, the token server come back.
-                Step::Retry {
-                    reason,
-                    not_before: None,
-                    attempt: None,
-                    policy: endpoint.retry,
-                }
-            })?,
+            Some(auth) => self
+                .outbound
+                .credentials
+                .headers(auth)
+                .await
+                .map_err(|error| {
+                    let reason =
+                        format!("cannot authenticate to endpoint {}: {error}", endpoint.id);
+                    if error.is_permanent() {
+                        return Step::Fail(reason);
+                    }
+                    // Counted as an attempt on the endpoint's schedule: the
+                    // credentials may be fixed, the token server come back.
+                    Step::Retry {
+                        reason,
+                        not_before: None,
+                        attempt: None,
+                        policy: endpoint.retry,
+                    }
+                })?,
             None => Vec::new(),
         };
         let outbound = signed(endpoint, message_id, prepared, credentials).map_err(Step::Fail)?;
@@ -627,7 +639,7 @@ impl Worker {
             body: bytes::Bytes::new(),
             ..outbound.clone()
         };
-        Ok((sent, self.sender.send(outbound).await))
+        Ok((sent, self.outbound.sender.send(outbound).await))
     }
 
     async fn subscription(
@@ -725,6 +737,8 @@ enum Step {
     },
     /// Left out of a batch that was full, not attempted: due again at once.
     Requeue(String),
+    /// Held back by the endpoint's limits, not attempted: due again after the wait.
+    Defer(crate::delivery::Wait),
 }
 
 /// The state a step leaves deliveries in, decided once, so that every member
@@ -776,6 +790,11 @@ impl Step {
             ),
             Step::Requeue(reason) => {
                 settled(DeliveryStatus::Pending, false, now, Some(reason), None)
+            }
+            Step::Defer(wait) => {
+                let due = now
+                    .saturating_add(i64::try_from(wait.duration.as_millis()).unwrap_or(i64::MAX));
+                settled(DeliveryStatus::Pending, false, due, Some(wait.reason), None)
             }
             Step::Retry {
                 reason,

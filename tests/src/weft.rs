@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{Notify, watch};
 use weft_engine::api::{AppState, NewApiKey, new_api_key, router};
 use weft_engine::auth::TokenIssuer;
-use weft_engine::delivery::{Credentials, HttpSender, NetworkPolicy};
+use weft_engine::delivery::{DEFAULT_MAX_IN_FLIGHT, NetworkPolicy, Outbound};
 use weft_engine::runtime::{PluginRuntime, RuntimeConfig};
 use weft_engine::secrets::Keyring;
 use weft_engine::store::Store;
@@ -92,7 +92,7 @@ pub struct TestWeft {
     pub store: Store,
     api: Api,
     runtime: Arc<PluginRuntime>,
-    sender: HttpSender,
+    outbound: Outbound,
     wake: Arc<Notify>,
     stop: watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
@@ -177,7 +177,7 @@ impl TestWeft {
             store,
             api: Api::new(url).with_key(admin_key),
             runtime,
-            sender: HttpSender::new(policy).unwrap(),
+            outbound: Outbound::new(policy, DEFAULT_MAX_IN_FLIGHT).unwrap(),
             wake,
             stop,
             tasks: vec![server],
@@ -188,7 +188,13 @@ impl TestWeft {
     /// Workers started from now on send under `policy` instead of the
     /// harness's, which allows loopback.
     pub fn set_network_policy(&mut self, policy: NetworkPolicy) {
-        self.sender = HttpSender::new(policy).unwrap();
+        self.outbound = Outbound::new(policy, DEFAULT_MAX_IN_FLIGHT).unwrap();
+    }
+
+    /// Workers started from now on keep at most `max` deliveries in flight
+    /// together, as `weft serve --max-in-flight` does.
+    pub fn set_max_in_flight(&mut self, max: usize) {
+        self.outbound.throttle = std::sync::Arc::new(weft_engine::delivery::Throttle::new(max));
     }
 
     /// Starts `count` delivery workers, as `weft serve --workers` does.
@@ -197,13 +203,11 @@ impl TestWeft {
             idle_poll: Duration::from_millis(20),
             ..WorkerConfig::default()
         };
-        let credentials = Credentials::new(self.sender.clone());
         for _ in 0..count {
             let worker = Arc::new(Worker::new(
                 self.store.clone(),
                 Arc::clone(&self.runtime),
-                self.sender.clone(),
-                credentials.clone(),
+                self.outbound.clone(),
                 Arc::clone(&self.wake),
                 config,
             ));

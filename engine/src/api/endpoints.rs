@@ -10,8 +10,8 @@ use super::error::{parse_json, parse_optional_json};
 use super::{ApiError, AppState};
 use crate::delivery::NetworkPolicy;
 use crate::model::{
-    Endpoint, EndpointAuth, EndpointId, EndpointTls, PreviousSecret, RetryPolicy, TenantId,
-    now_millis,
+    Endpoint, EndpointAuth, EndpointId, EndpointTls, PreviousSecret, RateLimit, RetryPolicy,
+    TenantId, now_millis,
 };
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -25,6 +25,10 @@ use std::collections::BTreeMap;
 const DEFAULT_TIMEOUT_MS: u32 = 30_000;
 const MAX_TIMEOUT_MS: u32 = 120_000;
 const MAX_ATTEMPTS: u32 = 50;
+/// The longest window of a rate limit: a day.
+const MAX_RATE_WINDOW_SECONDS: u32 = 86_400;
+const MAX_RATE_REQUESTS: u32 = 1_000_000;
+const MAX_CONCURRENCY: u32 = 10_000;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -37,6 +41,8 @@ struct EndpointInput {
     headers: BTreeMap<String, String>,
     auth: Option<EndpointAuth>,
     tls: Option<EndpointTls>,
+    rate_limit: Option<RateLimit>,
+    max_concurrency: Option<u32>,
     secret: Option<String>,
     /// How a generated secret signs: `hmac` (`v1`, the default) or `ed25519`
     /// (`v1a`, verified with the public key the endpoint shows).
@@ -369,6 +375,29 @@ fn checked(
         crate::delivery::check_tls(tls)
             .map_err(|error| invalid(&format!("tls.{}", error.field), error.reason))?;
     }
+    if let Some(limit) = input.rate_limit {
+        if limit.requests == 0 || limit.requests > MAX_RATE_REQUESTS {
+            return Err(invalid(
+                "rate_limit.requests",
+                format!("the rate limit allows 1 to {MAX_RATE_REQUESTS} requests"),
+            ));
+        }
+        if limit.per_seconds == 0 || limit.per_seconds > MAX_RATE_WINDOW_SECONDS {
+            return Err(invalid(
+                "rate_limit.per_seconds",
+                format!("the rate limit's window is 1 to {MAX_RATE_WINDOW_SECONDS} seconds"),
+            ));
+        }
+    }
+    if input
+        .max_concurrency
+        .is_some_and(|max| max == 0 || max > MAX_CONCURRENCY)
+    {
+        return Err(invalid(
+            "max_concurrency",
+            format!("max_concurrency is 1 to {MAX_CONCURRENCY}"),
+        ));
+    }
     if input.timeout_ms == 0 || input.timeout_ms > MAX_TIMEOUT_MS {
         return Err(invalid(
             "timeout_ms",
@@ -403,6 +432,8 @@ fn checked(
         headers: input.headers,
         auth: input.auth,
         tls: input.tls,
+        rate_limit: input.rate_limit,
+        max_concurrency: input.max_concurrency,
         secret,
         previous_secret: None,
         timeout_ms: input.timeout_ms,

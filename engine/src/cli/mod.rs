@@ -29,7 +29,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the HTTP API and the delivery workers (SQLite by default, no setup).
-    Serve(serve::ServeArgs),
+    Serve(Box<serve::ServeArgs>),
     /// Create or update endpoints and subscriptions from a webhooks file.
     Apply {
         #[command(flatten)]
@@ -79,7 +79,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Audit { remote, args } => {
             remote::audit(&remote, &args).map(|()| ExitCode::SUCCESS)
         }
-        Command::Serve(args) => serve::run(args, artifact_dir).map(|()| ExitCode::SUCCESS),
+        Command::Serve(args) => serve::run(*args, artifact_dir).map(|()| ExitCode::SUCCESS),
         Command::Apply { remote, args } => {
             remote::apply(&remote, &args).map(|()| ExitCode::SUCCESS)
         }

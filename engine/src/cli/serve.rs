@@ -2,7 +2,7 @@
 
 use crate::api::{AppState, NewApiKey, new_api_key, router};
 use crate::auth::{self, TokenIssuer, TokenKey};
-use crate::delivery::{Credentials, HttpSender, NetworkPolicy};
+use crate::delivery::{DEFAULT_MAX_IN_FLIGHT, NetworkPolicy, Outbound};
 use crate::model::{ApiKey, AuditEntry, TenantId};
 use crate::runtime::{PluginRuntime, RuntimeConfig};
 use crate::store::Store;
@@ -56,6 +56,10 @@ pub struct ServeArgs {
         value_name = "CIDR"
     )]
     pub allowed_networks: Vec<String>,
+    /// Deliveries in flight at once in this process, all endpoints together;
+    /// more wait for a place.
+    #[arg(long, default_value_t = DEFAULT_MAX_IN_FLIGHT, env = "WEFT_MAX_IN_FLIGHT", value_name = "DELIVERIES")]
+    pub max_in_flight: usize,
     /// Let endpoints (and OAuth token URLs) use plain http://. For
     /// development: without it, Weft sends over HTTPS only.
     #[arg(long, env = "WEFT_ALLOW_HTTP")]
@@ -172,16 +176,15 @@ async fn serve(args: ServeArgs, artifact_dir: Option<PathBuf>) -> Result<()> {
         .map_err(|error| anyhow::anyhow!("--allow-network: {error}"))?
         .with_plain_http(args.allow_http)
         .with_unverified_tls(args.allow_unverified_tls);
-    let sender = HttpSender::new(policy.clone()).context("cannot set up the HTTP client")?;
-    // One token cache for every worker: they share OAuth tokens.
-    let credentials = Credentials::new(sender.clone());
+    // One client, token cache and throttle for every worker.
+    let outbound = Outbound::new(policy.clone(), args.max_in_flight)
+        .context("cannot set up the HTTP client")?;
     let mut workers = Vec::new();
     for _ in 0..args.workers.max(1) {
         let worker = Arc::new(Worker::new(
             store.clone(),
             Arc::clone(&runtime),
-            sender.clone(),
-            credentials.clone(),
+            outbound.clone(),
             Arc::clone(&wake),
             WorkerConfig {
                 lease: std::time::Duration::from_secs(args.lease_seconds.max(1)),

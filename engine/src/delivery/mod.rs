@@ -6,14 +6,18 @@
 //! [`webhook_headers`] (signed with the endpoint's secrets) →
 //! [`HttpSender::send`] → [`classify`] the [`SendResult`] → on
 //! [`Verdict::Retry`], [`next_attempt_delay`] says when, or that attempts are
-//! exhausted. [`redact_headers`] is what the attempt history stores.
+//! exhausted. [`redact_headers`] is what the attempt history stores. Before
+//! all that, [`Throttle::admit`] lets the delivery go now or says how long it
+//! waits for the endpoint's rate and concurrency limits.
 
 mod client;
 mod credentials;
 mod guard;
 mod headers;
+mod outbound;
 mod retry;
 mod signing;
+mod throttle;
 mod tls;
 
 #[cfg(test)]
@@ -24,10 +28,12 @@ pub use credentials::check as check_auth;
 pub use credentials::{CredentialError, Credentials, InvalidAuth, MAX_JWT_LIFETIME_SECONDS};
 pub use guard::NetworkPolicy;
 pub use headers::{REDACTED, USER_AGENT, is_credential_header, redact_headers, webhook_headers};
+pub use outbound::Outbound;
 pub use retry::{MAX_RETRY_AFTER, Verdict, classify, next_attempt_delay, retry_after};
 pub use signing::{
     HEADER_ID, HEADER_SIGNATURE, HEADER_TIMESTAMP, PUBLIC_KEY_PREFIX, SECRET_PREFIX,
     SIGNING_KEY_PREFIX, SigningError, VerifyError, generate_secret, generate_signing_key,
     public_key, sign, validate_secret, verify,
 };
+pub use throttle::{Admitted, DEFAULT_MAX_IN_FLIGHT, Throttle, Wait};
 pub use tls::{InvalidTls, check as check_tls};

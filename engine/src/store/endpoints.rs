@@ -8,7 +8,7 @@
 use super::Store;
 use super::database::{Row, Statement, is_unique_violation};
 use super::error::StoreError;
-use super::json::{json_column, to_json};
+use super::json::{json_column, optional_json_column, to_json};
 use crate::model::{Endpoint, EndpointId, PreviousSecret, TenantId, UnixMillis};
 use crate::secrets::{Keyring, is_sealed};
 
@@ -16,7 +16,7 @@ use crate::secrets::{Keyring, is_sealed};
 macro_rules! endpoint_columns {
     () => {
         "tenant, id, name, url, method, headers, secret, timeout_ms, retry, enabled, \
-         disabled_reason, created_at, updated_at, previous_secret, previous_secret_expires_at, auth, tls"
+         disabled_reason, created_at, updated_at, previous_secret, previous_secret_expires_at, auth, tls, rate_limit, max_concurrency"
     };
 }
 
@@ -26,7 +26,7 @@ impl Store {
         const INSERT: &str = concat!(
             "INSERT INTO endpoints (",
             endpoint_columns!(),
-            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)"
+            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)"
         );
         let mut statement = Statement::new(INSERT);
         self.push_endpoint(&mut statement, endpoint)?;
@@ -88,7 +88,8 @@ impl Store {
     pub async fn update_endpoint(&self, endpoint: &Endpoint) -> Result<(), StoreError> {
         const UPDATE: &str = "UPDATE endpoints SET name = $3, url = $4, method = $5, headers = $6, \
              secret = $7, timeout_ms = $8, retry = $9, enabled = $10, disabled_reason = $11, \
-             updated_at = $13, previous_secret = $14, previous_secret_expires_at = $15, auth = $16, tls = $17 \
+             updated_at = $13, previous_secret = $14, previous_secret_expires_at = $15, auth = $16, tls = $17, \
+             rate_limit = $18, max_concurrency = $19 \
              WHERE tenant = $1 AND id = $2";
         let mut statement = Statement::new(UPDATE);
         self.push_endpoint(&mut statement, endpoint)?;
@@ -328,6 +329,14 @@ impl Store {
             })
             .transpose()?;
         statement.push(tls);
+        statement.push(
+            endpoint
+                .rate_limit
+                .as_ref()
+                .map(|limit| to_json(limit, format_args!("the rate limit of {}", owner())))
+                .transpose()?,
+        );
+        statement.push(endpoint.max_concurrency.map(i64::from));
         Ok(())
     }
 
@@ -360,6 +369,10 @@ impl Store {
             tls: open("tls")?
                 .map(|tls| decode("tls", &owner, tls))
                 .transpose()?,
+            rate_limit: optional_json_column(row, "rate_limit", &owner)?,
+            max_concurrency: row
+                .get::<Option<i64>>("max_concurrency")?
+                .map(|n| u32::try_from(n).unwrap_or(u32::MAX)),
             secret: open("secret")?.unwrap_or_default(),
             previous_secret: match (
                 open("previous_secret")?,

@@ -45,8 +45,8 @@ const SQLITE: &[MigrationFile] = &[
     ),
     (
         8,
-        "outbound auth",
-        include_str!("../../migrations/sqlite/0008_outbound_auth.sql"),
+        "outbound",
+        include_str!("../../migrations/sqlite/0008_outbound.sql"),
     ),
 ];
 
@@ -88,8 +88,8 @@ const POSTGRES: &[MigrationFile] = &[
     ),
     (
         8,
-        "outbound auth",
-        include_str!("../../migrations/postgres/0008_outbound_auth.sql"),
+        "outbound",
+        include_str!("../../migrations/postgres/0008_outbound.sql"),
     ),
 ];
 

@@ -11,6 +11,7 @@ mod languages;
 mod limits;
 mod loading;
 mod outbound;
+mod pacing;
 mod pipeline;
 mod secrets_at_rest;
 mod serve;

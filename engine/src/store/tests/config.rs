@@ -3,7 +3,9 @@
 
 use super::backends::on_both_backends;
 use super::fixtures::{NOW, configured, endpoint, event, new_event, subscription, tenant};
-use crate::model::{Backoff, Batching, DeliveryStatus, Endpoint, RetryPolicy, Subscription};
+use crate::model::{
+    Backoff, Batching, DeliveryStatus, Endpoint, RateLimit, RetryPolicy, Subscription,
+};
 use crate::store::{EventTypeRecord, StoreError};
 use serde_json::json;
 
@@ -26,6 +28,11 @@ async fn endpoints_round_trip() {
             max_attempts: 3,
             backoff: Backoff::Fixed { delay_ms: 1_000 },
         };
+        stored.rate_limit = Some(RateLimit {
+            requests: 100,
+            per_seconds: 60,
+        });
+        stored.max_concurrency = Some(4);
         stored.enabled = false;
         stored.disabled_reason = Some("paused by an administrator".into());
         stored.updated_at = NOW + 1;

@@ -25,6 +25,8 @@ pub(crate) fn endpoint(tenant: &TenantId) -> Endpoint {
         headers: BTreeMap::from([("x-source".into(), "weft".into())]),
         auth: None,
         tls: None,
+        rate_limit: None,
+        max_concurrency: None,
         secret: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into(),
         previous_secret: None,
         timeout_ms: 10_000,

@@ -1,0 +1,27 @@
+//! What a process's delivery workers share: one HTTP client (and its
+//! connection pools), one cache of OAuth tokens, one throttle.
+
+use super::client::{ClientBuildError, HttpSender};
+use super::credentials::Credentials;
+use super::guard::NetworkPolicy;
+use super::throttle::Throttle;
+use std::sync::Arc;
+
+#[derive(Clone, Debug)]
+pub struct Outbound {
+    pub sender: HttpSender,
+    pub credentials: Credentials,
+    pub throttle: Arc<Throttle>,
+}
+
+impl Outbound {
+    /// Sends under `policy`, with at most `max_in_flight` deliveries at once.
+    pub fn new(policy: NetworkPolicy, max_in_flight: usize) -> Result<Self, ClientBuildError> {
+        let sender = HttpSender::new(policy)?;
+        Ok(Self {
+            credentials: Credentials::new(sender.clone()),
+            sender,
+            throttle: Arc::new(Throttle::new(max_in_flight)),
+        })
+    }
+}
