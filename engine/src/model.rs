@@ -279,7 +279,7 @@ impl<'de> Deserialize<'de> for Payload {
 }
 
 /// Where deliveries go, and how they are sent and retried.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 pub struct Endpoint {
     pub id: EndpointId,
     pub tenant: TenantId,
@@ -326,11 +326,43 @@ pub struct RateLimit {
     pub per_seconds: u32,
 }
 
+/// Everything but the secrets (signing secrets, header values), so that no
+/// log or test failure prints them.
+impl fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Endpoint")
+            .field("id", &self.id)
+            .field("tenant", &self.tenant)
+            .field("name", &self.name)
+            .field("url", &self.url)
+            .field("method", &self.method)
+            .field("headers", &self.headers.keys().collect::<Vec<_>>())
+            .field("auth", &self.auth)
+            .field("tls", &self.tls)
+            .field("rate_limit", &self.rate_limit)
+            .field("max_concurrency", &self.max_concurrency)
+            .field("rotating_secret", &self.previous_secret.is_some())
+            .field("timeout_ms", &self.timeout_ms)
+            .field("retry", &self.retry)
+            .field("enabled", &self.enabled)
+            .field("disabled_reason", &self.disabled_reason)
+            .finish_non_exhaustive()
+    }
+}
+
 /// A secret that was rotated out, and until when it still signs.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Deserialize)]
 pub struct PreviousSecret {
     pub secret: String,
     pub expires_at: UnixMillis,
+}
+
+impl fmt::Debug for PreviousSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PreviousSecret")
+            .field("expires_at", &self.expires_at)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Endpoint {

@@ -1,4 +1,9 @@
-//! Request size limits that answer before the body is read.
+//! Request size limits that answer before the body is read: the headers'
+//! size and count, and the body's declared size.
+//!
+//! HTTP/1 parsing already bounds a request's head (about 400 KB, 100 headers);
+//! the API's own bound is tighter, and answers with a problem document that
+//! says which limit was passed.
 //!
 //! axum's `DefaultBodyLimit` stops reading once a body passes the limit, but by
 //! then the client has sent megabytes the server throws away, and a client still
@@ -11,6 +16,37 @@ use axum::extract::{Request, State};
 use axum::http::header::CONTENT_LENGTH;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+
+/// The most bytes of header names and values a request may carry: a bearer
+/// token and the usual headers take a few kilobytes.
+pub const MAX_HEADER_BYTES: usize = 32 << 10;
+
+/// The most headers a request may carry.
+pub const MAX_HEADERS: usize = 64;
+
+/// Middleware for every route: 431 for a request whose headers pass
+/// [`MAX_HEADERS`] or [`MAX_HEADER_BYTES`].
+pub async fn refuse_oversized_headers(request: Request, next: Next) -> Response {
+    let headers = request.headers();
+    let bytes: usize = headers
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len())
+        .sum();
+    if headers.len() > MAX_HEADERS {
+        return ApiError::headers_too_large(format!(
+            "the request has {} headers; at most {MAX_HEADERS} are accepted",
+            headers.len()
+        ))
+        .into_response();
+    }
+    if bytes > MAX_HEADER_BYTES {
+        return ApiError::headers_too_large(format!(
+            "the request's headers take {bytes} bytes; at most {MAX_HEADER_BYTES} are accepted"
+        ))
+        .into_response();
+    }
+    next.run(request).await
+}
 
 /// Middleware for `axum::middleware::from_fn_with_state(max_bytes, …)`.
 pub async fn refuse_declared_oversize(

@@ -118,5 +118,6 @@ pub fn router(state: AppState) -> Router {
         .route("/health", axum::routing::get(|| async { "ok" }))
         .route("/openapi.json", axum::routing::get(openapi::document))
         .merge(authenticated)
+        .layer(middleware::from_fn(body_limit::refuse_oversized_headers))
         .with_state(state)
 }

@@ -4,6 +4,7 @@
 mod access;
 mod api;
 mod audit;
+mod bad_input;
 mod batching;
 mod cli;
 mod credentials;
@@ -13,6 +14,7 @@ mod loading;
 mod outbound;
 mod pacing;
 mod pipeline;
+mod request_limits;
 mod secrets_at_rest;
 mod serve;
 mod templates;
