@@ -28,6 +28,21 @@ impl Received {
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).and_then(|v| v.to_str().ok())
     }
+
+    /// Whether it carries a valid Standard Webhooks signature made with
+    /// `secret` (a `whsec_` secret or a `whpk_` public key), as a receiver
+    /// would check it.
+    pub fn signed_with(&self, secret: &str) -> bool {
+        let now = weft_engine::model::now_millis() / 1000;
+        weft_engine::delivery::verify(
+            secret,
+            &self.headers,
+            &self.body,
+            now,
+            Duration::from_secs(300),
+        )
+        .is_ok()
+    }
 }
 
 /// How the receiver answers one request.

@@ -5,7 +5,6 @@
 
 use crate::api::{NewApiKey, new_api_key};
 use crate::model::{AuditEntry, TenantId};
-use crate::store::Store;
 use anyhow::{Context, Result, anyhow};
 use clap::Subcommand;
 
@@ -58,25 +57,20 @@ pub fn run(command: KeysCommand) -> Result<()> {
             error.detail
         )
     })?;
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?
-        .block_on(async {
-            let store = Store::connect(&database_url)
-                .await
-                .with_context(|| format!("cannot open the database {database_url}"))?;
-            let audit = AuditEntry::by_operator(
-                &key.tenant,
-                "weft keys create",
-                "api_key.create",
-                &key.id,
-                serde_json::to_value(&key).ok(),
-            );
-            let created = store.audited(audit).create_api_key(&key).await;
-            store.close().await;
-            created.context("cannot store the key")
-        })?;
+    super::with_store(&database_url, None, async |store| {
+        let audit = AuditEntry::by_operator(
+            &key.tenant,
+            "weft keys create",
+            "api_key.create",
+            &key.id,
+            serde_json::to_value(&key).ok(),
+        );
+        store
+            .audited(audit)
+            .create_api_key(&key)
+            .await
+            .context("cannot store the key")
+    })?;
     println!(
         "{} key {} of tenant {tenant}, shown this once (keep it secret):\n  {}",
         key.role, key.id, issued.secret

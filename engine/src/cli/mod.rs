@@ -99,6 +99,32 @@ pub fn run(cli: Cli) -> ExitCode {
     }
 }
 
+/// Runs `work` on the store at `database_url` (with `keyring`, where secrets
+/// are touched) on a runtime of its own, and closes the store after it: the
+/// shape of every command that works on the database directly.
+fn with_store<T>(
+    database_url: &str,
+    keyring: Option<std::sync::Arc<crate::secrets::Keyring>>,
+    work: impl AsyncFnOnce(&crate::store::Store) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    use anyhow::Context as _;
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?
+        .block_on(async {
+            let mut store = crate::store::Store::connect(database_url)
+                .await
+                .with_context(|| format!("cannot open the database {database_url}"))?;
+            if let Some(keyring) = keyring {
+                store = store.with_keyring(keyring);
+            }
+            let outcome = work(&store).await;
+            store.close().await;
+            outcome
+        })
+}
+
 fn default_artifact_dir() -> Option<PathBuf> {
     let cache = std::env::var_os("XDG_CACHE_HOME")
         .map(PathBuf::from)

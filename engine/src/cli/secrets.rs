@@ -3,7 +3,6 @@
 //! the database under a new one.
 
 use crate::secrets::{Keyring, MasterKey};
-use crate::store::Store;
 use anyhow::{Context, Result, anyhow, bail};
 use clap::{Args, Subcommand};
 use std::path::{Path, PathBuf};
@@ -155,19 +154,12 @@ pub fn run(command: SecretsCommand) -> Result<()> {
         }
         SecretsCommand::Rotate { database_url, keys } => {
             let (keyring, source) = keys.keyring(&database_url)?;
-            let resealed = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .context("cannot start the async runtime")?
-                .block_on(async {
-                    let store = Store::connect(&database_url)
-                        .await
-                        .with_context(|| format!("cannot open the database {database_url}"))?
-                        .with_keyring(keyring);
-                    let resealed = store.reseal_endpoint_secrets().await;
-                    store.close().await;
-                    resealed.context("nothing was changed")
-                })?;
+            let resealed = super::with_store(&database_url, Some(keyring), async |store| {
+                store
+                    .reseal_endpoint_secrets()
+                    .await
+                    .context("nothing was changed")
+            })?;
             println!("re-sealed {resealed} secrets under {source}");
             Ok(())
         }

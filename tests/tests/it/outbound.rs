@@ -77,19 +77,6 @@ async fn deliveries_to_internal_addresses_are_refused_and_dead_lettered() {
     weft.stop().await;
 }
 
-/// Whether `received` carries a valid signature made with `secret`.
-fn signed_with(received: &weft_tests::receiver::Received, secret: &str) -> bool {
-    let now = weft_engine::model::now_millis() / 1000;
-    weft_engine::delivery::verify(
-        secret,
-        &received.headers,
-        &received.body,
-        now,
-        Duration::from_secs(300),
-    )
-    .is_ok()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rotated_secret_signs_beside_the_new_one_until_its_grace_ends() {
     for backend in weft_tests::weft::BACKENDS {
@@ -130,11 +117,8 @@ async fn a_rotated_secret_signs_beside_the_new_one_until_its_grace_ends() {
         let received = receiver.wait_for(1, WAIT).await;
         let signatures = received[0].header("webhook-signature").unwrap();
         assert_eq!(signatures.split(' ').count(), 2, "{signatures}");
-        assert!(signed_with(&received[0], &first), "the old secret verifies");
-        assert!(
-            signed_with(&received[0], &second),
-            "the new secret verifies"
-        );
+        assert!(received[0].signed_with(&first), "the old secret verifies");
+        assert!(received[0].signed_with(&second), "the new secret verifies");
 
         // Without a grace period the old secret stops at once.
         let third = "whsec_dGhpcmQgc2VjcmV0IG9mIHRoaXJ0eS10d28gYnl0ZXM=";
@@ -157,8 +141,8 @@ async fn a_rotated_secret_signs_beside_the_new_one_until_its_grace_ends() {
                 .count(),
             1
         );
-        assert!(signed_with(&received[1], third));
-        assert!(!signed_with(&received[1], &second));
+        assert!(received[1].signed_with(third));
+        assert!(!received[1].signed_with(&second));
 
         for (body, field) in [
             (json!({ "secret": "not-a-secret" }), "secret"),
@@ -220,7 +204,7 @@ async fn an_ed25519_endpoint_signs_v1a_that_its_public_key_verifies() {
     let signature = received[0].header("webhook-signature").unwrap();
     assert!(signature.starts_with("v1a,"), "{signature}");
     assert!(
-        signed_with(&received[0], &public_key),
+        received[0].signed_with(&public_key),
         "the public key verifies"
     );
 
