@@ -190,6 +190,25 @@ async fn no_secret_reaches_the_database_file_or_the_logs_and_a_new_master_key_ta
         "{refusal}"
     );
 
+    // Keys are made straight in the database without the master key.
+    let made = run_weft(
+        &dir,
+        &[
+            "keys", "create", "--tenant", "acme", "--role", "viewer", "--name", "auditors",
+        ],
+    );
+    let printed = String::from_utf8_lossy(&made.stdout);
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let viewer_key = printed
+        .split_whitespace()
+        .find(|word| word.starts_with("weft_"))
+        .unwrap_or_else(|| panic!("no key in {printed}"))
+        .to_owned();
+
     // The new key alone serves, and signs with the same secret as before.
     let weft = {
         let dir = dir.clone();
@@ -199,6 +218,13 @@ async fn no_secret_reaches_the_database_file_or_the_logs_and_a_new_master_key_ta
         .await
         .unwrap()
     };
+    let viewer = Api::new(weft.url.clone()).with_key(viewer_key);
+    let (status, listed) = viewer.get("/v1/endpoints").await;
+    assert_eq!(
+        (status, &listed["endpoints"]),
+        (200, &json!([])),
+        "acme has none"
+    );
     let api = Api::new(weft.url.clone()).with_key(BOOTSTRAP_KEY);
     api.publish_sample("stock.updated", |_| {}).await;
     let received = receiver.wait_for(6, WAIT).await;
