@@ -1,5 +1,6 @@
 //! Builds every wasm guest the tests load, from source: the first-party plugins
-//! (`plugins/`) and the misbehaving guests (`tests/guests/`), for wasm32-wasip2.
+//! (`plugins/`), the misbehaving guests (`tests/guests/`) and the Rust template
+//! plugin authors start from (`sdk/templates/rust-transform`), for wasm32-wasip2.
 //!
 //! The nested cargo uses its own target directory beside this build's, so it never
 //! waits on the lock of the build that runs this script. Tests find the components
@@ -8,7 +9,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-const WORKSPACES: [&str; 2] = ["plugins", "tests/guests"];
+const WORKSPACES: [&str; 3] = ["plugins", "tests/guests", "sdk/templates/rust-transform"];
 
 fn main() {
     let repo = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap())

@@ -22,6 +22,31 @@ fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
+/// The README's quick start: the Rust template, built as it ships, run on a
+/// sample event.
+#[test]
+fn the_rust_template_runs_as_the_quick_start_says() {
+    let envelope = guest("envelope");
+    let output = weft(&[
+        "plugin",
+        "run",
+        envelope.to_str().unwrap(),
+        "--event",
+        "examples/events/sales_order.created.json",
+    ]);
+    let printed = stdout(&output);
+    assert!(output.status.success(), "{printed}{}", stderr(&output));
+    assert!(printed.contains("POST <endpoint URL>"), "{printed}");
+    assert!(
+        printed.contains("\"event\": \"sales_order.created\""),
+        "{printed}"
+    );
+    let inspected = weft(&["plugin", "inspect", envelope.to_str().unwrap()]);
+    let printed = stdout(&inspected);
+    assert!(printed.contains("transformer"), "{printed}");
+    assert!(printed.contains("envelope"), "{printed}");
+}
+
 #[test]
 fn plugin_run_prints_the_request_weft_would_deliver() {
     let slack = guest("slack");
