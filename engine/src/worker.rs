@@ -615,7 +615,7 @@ impl Worker {
             Some(auth) => self
                 .outbound
                 .credentials
-                .headers(auth)
+                .headers(auth, endpoint.tls.as_ref())
                 .await
                 .map_err(|error| {
                     let reason =

@@ -108,3 +108,35 @@ impl TestPki {
 fn der(pem: &str) -> CertificateDer<'static> {
     CertificateDer::from_pem_slice(pem.as_bytes()).unwrap()
 }
+
+/// Serves `app` over TLS with `config` on `listener`, calling
+/// `on_failed_handshake` for each connection whose handshake fails.
+pub fn serve_tls(
+    listener: tokio::net::TcpListener,
+    app: axum::Router,
+    config: rustls::ServerConfig,
+    on_failed_handshake: impl Fn() + Clone + Send + Sync + 'static,
+) -> tokio::task::JoinHandle<()> {
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let (acceptor, app, failed) =
+                (acceptor.clone(), app.clone(), on_failed_handshake.clone());
+            tokio::spawn(async move {
+                let Ok(stream) = acceptor.accept(stream).await else {
+                    failed();
+                    return;
+                };
+                let service = hyper_util::service::TowerToHyperService::new(app);
+                let _ = hyper_util::server::conn::auto::Builder::new(
+                    hyper_util::rt::TokioExecutor::new(),
+                )
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                .await;
+            });
+        }
+    })
+}

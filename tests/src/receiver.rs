@@ -121,30 +121,11 @@ impl Receiver {
             .with_state(Arc::clone(&shared));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("https://{}/hooks", listener.local_addr().unwrap());
-        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
-        let counters = Arc::clone(&shared);
-        let server = tokio::spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    continue;
-                };
-                let (acceptor, app, counters) =
-                    (acceptor.clone(), app.clone(), Arc::clone(&counters));
-                tokio::spawn(async move {
-                    let Ok(stream) = acceptor.accept(stream).await else {
-                        counters
-                            .failed_handshakes
-                            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                        return;
-                    };
-                    let service = hyper_util::service::TowerToHyperService::new(app);
-                    let _ = hyper_util::server::conn::auto::Builder::new(
-                        hyper_util::rt::TokioExecutor::new(),
-                    )
-                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                    .await;
-                });
-            }
+        let failed = Arc::clone(&shared);
+        let server = crate::pki::serve_tls(listener, app, tls, move || {
+            failed
+                .failed_handshakes
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         });
         Self {
             url,

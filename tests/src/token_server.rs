@@ -46,6 +46,27 @@ impl TokenServer {
         client_secret: &str,
         expires_in: u64,
     ) -> Self {
+        Self::serve(address, client_id, client_secret, expires_in, None).await
+    }
+
+    /// Like [`TokenServer::start`], over HTTPS with `tls`; `url` is
+    /// `https://<address>:<port>/token`.
+    pub async fn start_tls(
+        address: IpAddr,
+        client_id: &str,
+        client_secret: &str,
+        tls: rustls::ServerConfig,
+    ) -> Self {
+        Self::serve(address, client_id, client_secret, 3600, Some(tls)).await
+    }
+
+    async fn serve(
+        address: IpAddr,
+        client_id: &str,
+        client_secret: &str,
+        expires_in: u64,
+        tls: Option<rustls::ServerConfig>,
+    ) -> Self {
         let shared = Arc::new(Shared {
             requests: Mutex::new(Vec::new()),
             client_id: client_id.to_owned(),
@@ -56,10 +77,19 @@ impl TokenServer {
             .route("/token", post(issue))
             .with_state(Arc::clone(&shared));
         let listener = tokio::net::TcpListener::bind((address, 0)).await.unwrap();
-        let url = format!("http://{}/token", listener.local_addr().unwrap());
-        let server = tokio::spawn(async move {
-            axum::serve(listener, app).await.unwrap();
-        });
+        let local = listener.local_addr().unwrap();
+        let (url, server) = match tls {
+            Some(config) => (
+                format!("https://{local}/token"),
+                crate::pki::serve_tls(listener, app, config, || {}),
+            ),
+            None => (
+                format!("http://{local}/token"),
+                tokio::spawn(async move {
+                    axum::serve(listener, app).await.unwrap();
+                }),
+            ),
+        };
         Self {
             url,
             shared,

@@ -3,14 +3,15 @@
 //!
 //! Static credentials (API key, Basic, bearer) are copied into their header.
 //! OAuth 2.0 client credentials are exchanged for an access token at the token
-//! URL, through the same guarded client as deliveries (so the SSRF policy and
-//! the no-redirect rule hold for token URLs too); the token is cached until
+//! URL, through the same guarded client as deliveries (so the SSRF policy, the
+//! no-redirect rule and the endpoint's TLS settings hold for token URLs too);
+//! the token is cached until
 //! shortly before it expires, concurrent deliveries share one fetch, and a
 //! delivery refused with 401 drops it so that the retry fetches a new one. A
 //! JWT is signed for each request.
 
 use super::client::{HttpSender, OutboundRequest};
-use crate::model::{ClientAuthentication, EndpointAuth, JwtAlgorithm};
+use crate::model::{ClientAuthentication, EndpointAuth, EndpointTls, JwtAlgorithm};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use oauth2::TokenResponse as _;
@@ -112,10 +113,12 @@ impl Credentials {
         }
     }
 
-    /// The headers that authenticate one request under `auth`.
+    /// The headers that authenticate one request under `auth`; a token
+    /// request, if one is needed, goes out with `tls` (the endpoint's).
     pub async fn headers(
         &self,
         auth: &EndpointAuth,
+        tls: Option<&EndpointTls>,
     ) -> Result<Vec<(String, String)>, CredentialError> {
         let authorization = |value: String| vec![("authorization".to_owned(), value)];
         Ok(match auth {
@@ -126,7 +129,7 @@ impl Credentials {
             )),
             EndpointAuth::Bearer { token } => authorization(format!("Bearer {token}")),
             EndpointAuth::OAuth2ClientCredentials { .. } => {
-                let token = self.access_token(auth).await?;
+                let token = self.access_token(auth, tls).await?;
                 authorization(format!("Bearer {token}"))
             }
             EndpointAuth::Jwt { header, .. } => {
@@ -152,9 +155,13 @@ impl Credentials {
 
     /// The cached access token of `auth`, or a new one. Deliveries that ask
     /// at once share one token request.
-    async fn access_token(&self, auth: &EndpointAuth) -> Result<Arc<str>, CredentialError> {
+    async fn access_token(
+        &self,
+        auth: &EndpointAuth,
+        tls: Option<&EndpointTls>,
+    ) -> Result<Arc<str>, CredentialError> {
         let fetch = async {
-            let token = self.fetch_token(auth).await?;
+            let token = self.fetch_token(auth, tls).await?;
             let lifetime = token.expires_in().unwrap_or(UNSTATED_LIFETIME);
             Ok::<_, CredentialError>(CachedToken {
                 access_token: token.access_token().secret().as_str().into(),
@@ -171,6 +178,7 @@ impl Credentials {
     async fn fetch_token(
         &self,
         auth: &EndpointAuth,
+        tls: Option<&EndpointTls>,
     ) -> Result<oauth2::basic::BasicTokenResponse, CredentialError> {
         let EndpointAuth::OAuth2ClientCredentials {
             token_url,
@@ -213,7 +221,10 @@ impl Credentials {
             request = request.add_extra_param("audience", audience.clone());
         }
         request
-            .request_async(&TokenClient(&self.sender))
+            .request_async(&TokenClient {
+                sender: &self.sender,
+                tls,
+            })
             .await
             .map_err(refused_or_failed)
     }
@@ -222,7 +233,10 @@ impl Credentials {
 /// The token requests' HTTP client: Weft's guarded one. A type of its own,
 /// rather than a closure, so that its future is known to be `Send` (the
 /// workers run deliveries on spawned tasks).
-struct TokenClient<'s>(&'s HttpSender);
+struct TokenClient<'s> {
+    sender: &'s HttpSender,
+    tls: Option<&'s EndpointTls>,
+}
 
 impl<'c> oauth2::AsyncHttpClient<'c> for TokenClient<'_> {
     type Error = std::io::Error;
@@ -231,13 +245,14 @@ impl<'c> oauth2::AsyncHttpClient<'c> for TokenClient<'_> {
     >;
 
     fn call(&'c self, request: oauth2::HttpRequest) -> Self::Future {
-        Box::pin(exchange(self.0, request))
+        Box::pin(exchange(self.sender, self.tls.cloned(), request))
     }
 }
 
 /// One token request through the guarded client.
 async fn exchange(
     sender: &HttpSender,
+    tls: Option<EndpointTls>,
     request: oauth2::HttpRequest,
 ) -> Result<oauth2::HttpResponse, std::io::Error> {
     let (parts, body) = request.into_parts();
@@ -255,8 +270,7 @@ async fn exchange(
                 .collect(),
             body: body.into(),
             timeout: TOKEN_REQUEST_TIMEOUT,
-            // Token servers are verified against the system's roots.
-            tls: None,
+            tls,
         })
         .await;
     match result.error {
@@ -542,7 +556,7 @@ mod tests {
             ),
         ];
         for (value, (name, expected)) in cases {
-            let headers = credentials.headers(&auth(value)).await.unwrap();
+            let headers = credentials.headers(&auth(value), None).await.unwrap();
             assert_eq!(headers, [(name.to_owned(), expected.to_owned())]);
         }
     }

@@ -210,13 +210,16 @@ async fn the_salesforce_and_shopify_templates_deliver_over_https_with_their_cred
         .pinning(SALESFORCE, at)
         .pinning(SHOPIFY, at);
     let weft = TestWeft::start_under(Backend::Sqlite, policy).await;
-    let tokens = TokenServer::start(
+    // The token server is on HTTPS too, under the same private CA: the
+    // endpoint's CA bundle verifies both.
+    let tokens = TokenServer::start_tls(
         IpAddr::V4(Ipv4Addr::LOCALHOST),
         "weft-connected-app",
         "sf-consumer-secret-0123",
-        7200,
+        pki.server_config(&["127.0.0.1"], None),
     )
     .await;
+    assert!(tokens.url.starts_with("https://"));
 
     let templates = [
         (
