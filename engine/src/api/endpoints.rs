@@ -332,6 +332,14 @@ fn checked(
 ) -> Result<Endpoint, ApiError> {
     let invalid =
         |field: &str, detail: String| ApiError::unprocessable("invalid_field", detail).at(field);
+    // Counts and durations are 1 to a maximum; `detail` says which.
+    let one_to = |field: &str, value: u32, max: u32, detail: String| {
+        if value == 0 || value > max {
+            Err(invalid(field, detail))
+        } else {
+            Ok(())
+        }
+    };
     super::text::check_name("name", &input.name)?;
     check_url(&input.url).map_err(|detail| invalid("url", detail))?;
     if let Some(refusal) = network.scheme_refusal(&input.url) {
@@ -376,40 +384,39 @@ fn checked(
             .map_err(|error| invalid(&format!("tls.{}", error.field), error.reason))?;
     }
     if let Some(limit) = input.rate_limit {
-        if limit.requests == 0 || limit.requests > MAX_RATE_REQUESTS {
-            return Err(invalid(
-                "rate_limit.requests",
-                format!("the rate limit allows 1 to {MAX_RATE_REQUESTS} requests"),
-            ));
-        }
-        if limit.per_seconds == 0 || limit.per_seconds > MAX_RATE_WINDOW_SECONDS {
-            return Err(invalid(
-                "rate_limit.per_seconds",
-                format!("the rate limit's window is 1 to {MAX_RATE_WINDOW_SECONDS} seconds"),
-            ));
-        }
+        one_to(
+            "rate_limit.requests",
+            limit.requests,
+            MAX_RATE_REQUESTS,
+            format!("the rate limit allows 1 to {MAX_RATE_REQUESTS} requests"),
+        )?;
+        one_to(
+            "rate_limit.per_seconds",
+            limit.per_seconds,
+            MAX_RATE_WINDOW_SECONDS,
+            format!("the rate limit's window is 1 to {MAX_RATE_WINDOW_SECONDS} seconds"),
+        )?;
     }
-    if input
-        .max_concurrency
-        .is_some_and(|max| max == 0 || max > MAX_CONCURRENCY)
-    {
-        return Err(invalid(
+    if let Some(max) = input.max_concurrency {
+        one_to(
             "max_concurrency",
+            max,
+            MAX_CONCURRENCY,
             format!("max_concurrency is 1 to {MAX_CONCURRENCY}"),
-        ));
+        )?;
     }
-    if input.timeout_ms == 0 || input.timeout_ms > MAX_TIMEOUT_MS {
-        return Err(invalid(
-            "timeout_ms",
-            format!("the timeout is 1 to {MAX_TIMEOUT_MS} ms"),
-        ));
-    }
-    if input.retry.max_attempts == 0 || input.retry.max_attempts > MAX_ATTEMPTS {
-        return Err(invalid(
-            "retry.max_attempts",
-            format!("max_attempts is 1 to {MAX_ATTEMPTS}"),
-        ));
-    }
+    one_to(
+        "timeout_ms",
+        input.timeout_ms,
+        MAX_TIMEOUT_MS,
+        format!("the timeout is 1 to {MAX_TIMEOUT_MS} ms"),
+    )?;
+    one_to(
+        "retry.max_attempts",
+        input.retry.max_attempts,
+        MAX_ATTEMPTS,
+        format!("max_attempts is 1 to {MAX_ATTEMPTS}"),
+    )?;
     let secret = match (input.secret, input.signature_scheme.as_deref()) {
         (Some(_), Some(_)) => {
             return Err(invalid(
