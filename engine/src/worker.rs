@@ -547,7 +547,6 @@ impl Worker {
             Ok(prepared) => prepared,
             Err(reason) => return Step::Fail(reason),
         };
-        let mut started_at = now_millis();
         let (mut sent, mut result) = match self.exchange(endpoint, message_id, &prepared).await {
             Ok(exchanged) => exchanged,
             Err(step) => return step,
@@ -557,20 +556,12 @@ impl Worker {
             && self.outbound.credentials.forget_token(auth).await
         {
             tracing::debug!(endpoint = %endpoint.id, "401 with an OAuth token: fetching a new one");
-            started_at = now_millis();
             (sent, result) = match self.exchange(endpoint, message_id, &prepared).await {
                 Ok(exchanged) => exchanged,
                 Err(step) => return step,
             };
         }
-        let (method, url, headers) = (
-            sent.method,
-            sent.url,
-            recorded_headers(endpoint, &sent.headers),
-        );
-        let attempt = Box::new(attempt_record(
-            delivery, started_at, method, url, headers, &result,
-        ));
+        let attempt = Box::new(attempt_record(delivery, sent, &result));
         match classify(&result) {
             Verdict::Delivered => Step::Delivered(Some(attempt)),
             Verdict::Gone => {
@@ -603,14 +594,15 @@ impl Worker {
         }
     }
 
-    /// Authenticates and signs `prepared`, then sends it. What was sent (its
-    /// body left out) and what came back.
+    /// Authenticates and signs `prepared`, then sends it. What was sent, as
+    /// the attempt records it, and what came back.
     async fn exchange(
         &self,
         endpoint: &Endpoint,
         message_id: &str,
         prepared: &Prepared,
-    ) -> Result<(OutboundRequest, SendResult), Step> {
+    ) -> Result<(Sent, SendResult), Step> {
+        let started_at = now_millis();
         let credentials = match &endpoint.auth {
             Some(auth) => self
                 .outbound
@@ -635,9 +627,11 @@ impl Worker {
             None => Vec::new(),
         };
         let outbound = signed(endpoint, message_id, prepared, credentials).map_err(Step::Fail)?;
-        let sent = OutboundRequest {
-            body: bytes::Bytes::new(),
-            ..outbound.clone()
+        let sent = Sent {
+            started_at,
+            method: outbound.method.clone(),
+            url: outbound.url.clone(),
+            headers: recorded_headers(endpoint, &outbound.headers),
         };
         Ok((sent, self.outbound.sender.send(outbound).await))
     }
@@ -972,25 +966,27 @@ fn resolve_url(endpoint_url: &str, requested: Option<&str>) -> Result<String, St
     }
 }
 
-fn attempt_record(
-    delivery: &Delivery,
-    started_at: i64,
+/// A request as its attempt records it: when it started, its method and URL,
+/// its headers with the credentials redacted.
+struct Sent {
+    started_at: UnixMillis,
     method: String,
     url: String,
     headers: std::collections::BTreeMap<String, String>,
-    result: &SendResult,
-) -> Attempt {
+}
+
+fn attempt_record(delivery: &Delivery, sent: Sent, result: &SendResult) -> Attempt {
     let body = &result.body[..result.body.len().min(MAX_RECORDED_RESPONSE_BYTES)];
     Attempt {
         id: AttemptId::generate(),
         tenant: delivery.tenant.clone(),
         delivery_id: delivery.id.clone(),
         number: delivery.attempts + 1,
-        started_at,
+        started_at: sent.started_at,
         duration_ms: result.duration.as_millis() as u32,
-        request_method: method,
-        request_url: url,
-        request_headers: headers,
+        request_method: sent.method,
+        request_url: sent.url,
+        request_headers: sent.headers,
         response_status: result.status,
         response_headers: result.headers.iter().cloned().collect(),
         response_body: result
