@@ -8,7 +8,7 @@
 use super::Store;
 use super::database::{Row, Statement, is_unique_violation};
 use super::error::StoreError;
-use super::json::{json_column, optional_json_column, to_json};
+use super::json::{decode, json_column, optional_json_column, to_json};
 use crate::model::{Endpoint, EndpointId, PreviousSecret, TenantId, UnixMillis};
 use crate::secrets::{Keyring, is_sealed};
 
@@ -211,6 +211,37 @@ impl Store {
         Ok(self.keyring()?.seal(plaintext, &context))
     }
 
+    /// `value` as JSON, sealed for `column` of `endpoint`.
+    fn seal_json(
+        &self,
+        endpoint: &Endpoint,
+        column: &str,
+        value: &impl serde::Serialize,
+    ) -> Result<String, StoreError> {
+        let json = to_json(
+            value,
+            format_args!("the {column} of endpoint {}", endpoint.id),
+        )?;
+        self.seal(endpoint, column, &json)
+    }
+
+    /// The sealed JSON in `column` of endpoint `tenant`/`id`'s `row`, opened
+    /// and decoded.
+    fn open_json<T: serde::de::DeserializeOwned>(
+        &self,
+        row: &Row,
+        tenant: &TenantId,
+        id: &EndpointId,
+        column: &str,
+    ) -> Result<Option<T>, StoreError> {
+        row.get::<Option<String>>(column)?
+            .map(|stored| {
+                let text = self.open(tenant.as_str(), id.as_str(), column, stored)?;
+                decode(&text, column, format_args!("endpoint {id}"))
+            })
+            .transpose()
+    }
+
     /// The plaintext of `stored`, the value of `column` of endpoint
     /// `tenant`/`id`; a value in clear (from before sealing) as it is.
     fn open(
@@ -289,11 +320,7 @@ impl Store {
         statement.push(endpoint.name.as_str());
         statement.push(endpoint.url.as_str());
         statement.push(endpoint.method.as_str());
-        let headers = to_json(
-            &endpoint.headers,
-            format_args!("the headers of {}", owner()),
-        )?;
-        statement.push(self.seal(endpoint, "headers", &headers)?);
+        statement.push(self.seal_json(endpoint, "headers", &endpoint.headers)?);
         statement.push(self.seal(endpoint, "secret", &endpoint.secret)?);
         statement.push(endpoint.timeout_ms);
         statement.push(to_json(
@@ -311,24 +338,20 @@ impl Store {
                 .transpose()?,
         );
         statement.push(previous.map(|p| p.expires_at));
-        let auth = endpoint
-            .auth
-            .as_ref()
-            .map(|auth| {
-                let json = to_json(auth, format_args!("the authentication of {}", owner()))?;
-                self.seal(endpoint, "auth", &json)
-            })
-            .transpose()?;
-        statement.push(auth);
-        let tls = endpoint
-            .tls
-            .as_ref()
-            .map(|tls| {
-                let json = to_json(tls, format_args!("the TLS settings of {}", owner()))?;
-                self.seal(endpoint, "tls", &json)
-            })
-            .transpose()?;
-        statement.push(tls);
+        statement.push(
+            endpoint
+                .auth
+                .as_ref()
+                .map(|auth| self.seal_json(endpoint, "auth", auth))
+                .transpose()?,
+        );
+        statement.push(
+            endpoint
+                .tls
+                .as_ref()
+                .map(|tls| self.seal_json(endpoint, "tls", tls))
+                .transpose()?,
+        );
         statement.push(
             endpoint
                 .rate_limit
@@ -349,26 +372,15 @@ impl Store {
                 .map(|stored| self.open(tenant.as_str(), id.as_str(), column, stored))
                 .transpose()
         };
-        fn decode<T: serde::de::DeserializeOwned>(
-            column: &str,
-            owner: &str,
-            text: String,
-        ) -> Result<T, StoreError> {
-            serde_json::from_str(&text)
-                .map_err(|error| StoreError::Corrupt(format!("{column} of {owner}: {error}")))
-        }
-        let headers = open("headers")?.unwrap_or_default();
         Ok(Endpoint {
             name: row.get("name")?,
             url: row.get("url")?,
             method: row.get("method")?,
-            headers: decode("headers", &owner, headers)?,
-            auth: open("auth")?
-                .map(|auth| decode("auth", &owner, auth))
-                .transpose()?,
-            tls: open("tls")?
-                .map(|tls| decode("tls", &owner, tls))
-                .transpose()?,
+            headers: self
+                .open_json(row, &tenant, &id, "headers")?
+                .unwrap_or_default(),
+            auth: self.open_json(row, &tenant, &id, "auth")?,
+            tls: self.open_json(row, &tenant, &id, "tls")?,
             rate_limit: optional_json_column(row, "rate_limit", &owner)?,
             max_concurrency: row
                 .get::<Option<i64>>("max_concurrency")?

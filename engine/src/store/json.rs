@@ -35,7 +35,9 @@ pub(super) fn optional_json_column<T: DeserializeOwned>(
     text.map(|text| decode(&text, column, owner)).transpose()
 }
 
-fn decode<T: DeserializeOwned>(
+/// The JSON `text` of `column`, decoded; for columns read otherwise than
+/// whole (sealed ones, say).
+pub(super) fn decode<T: DeserializeOwned>(
     text: &str,
     column: &str,
     owner: impl Display,
