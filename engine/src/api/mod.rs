@@ -7,7 +7,6 @@
 
 mod api_keys;
 mod audit;
-mod body_limit;
 mod caller;
 mod deliveries;
 mod endpoints;
@@ -16,6 +15,7 @@ mod event_types;
 mod events;
 mod openapi;
 mod plugins;
+mod request_limits;
 mod subscriptions;
 mod text;
 
@@ -105,7 +105,7 @@ pub fn router(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(middleware::from_fn_with_state(
             MAX_BODY_BYTES,
-            body_limit::refuse_declared_oversize,
+            request_limits::refuse_declared_oversize,
         ))
         .merge(plugins::routes())
         .merge(api_keys::routes())
@@ -118,6 +118,8 @@ pub fn router(state: AppState) -> Router {
         .route("/health", axum::routing::get(|| async { "ok" }))
         .route("/openapi.json", axum::routing::get(openapi::document))
         .merge(authenticated)
-        .layer(middleware::from_fn(body_limit::refuse_oversized_headers))
+        .layer(middleware::from_fn(
+            request_limits::refuse_oversized_headers,
+        ))
         .with_state(state)
 }

@@ -108,7 +108,7 @@ pub fn routes() -> Router<AppState> {
                 .layer(DefaultBodyLimit::max(MAX_PLUGIN_BYTES))
                 .layer(middleware::from_fn_with_state(
                     MAX_PLUGIN_BYTES,
-                    super::body_limit::refuse_declared_oversize,
+                    super::request_limits::refuse_declared_oversize,
                 )),
         )
         .route("/v1/plugins/{name}", get(versions))
