@@ -6,6 +6,7 @@ pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod delivery;
+pub mod ingest;
 pub mod model;
 pub mod pipeline;
 pub mod runtime;
@@ -13,3 +14,6 @@ pub mod schema;
 pub mod secrets;
 pub mod store;
 pub mod worker;
+
+#[cfg(test)]
+mod samples;

@@ -54,10 +54,12 @@ async fn show(
             "schema": builtin.schema, "builtin": true
         })));
     }
-    let custom = state
-        .custom_event_type(&tenant, &name)
-        .await?
-        .ok_or_else(|| ApiError::not_found("event type", &name))?;
+    // A name no type can have is not looked up.
+    let custom = match crate::ingest::validate_event_type(&name) {
+        Ok(()) => state.store.get_event_type(&tenant, &name).await?,
+        Err(_) => None,
+    }
+    .ok_or_else(|| ApiError::not_found("event type", &name))?;
     Ok(Json(
         json!({ "name": custom.name, "description": custom.description, "schema": custom.schema, "builtin": false }),
     ))
@@ -69,7 +71,7 @@ async fn create(
     body: Bytes,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let input: EventTypeInput = parse_json(&body)?;
-    crate::pipeline::validate_event_type(&input.name)
+    crate::ingest::validate_event_type(&input.name)
         .map_err(|e| ApiError::unprocessable("invalid_field", e.to_string()).at("name"))?;
     if state.catalog.get(&input.name).is_some() {
         return Err(

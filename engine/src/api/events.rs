@@ -1,15 +1,17 @@
 //! `POST /v1/events`, `POST /v1/events/batch`, `GET /v1/events/{id}`: capture.
 //!
-//! A 202 means the event and its delivery jobs are on disk, written in one
-//! transaction. The payload is validated against its type's schema first, and an
-//! `Idempotency-Key` (or a client-supplied id) makes a retried publish harmless.
+//! Parses publications and answers them; [`crate::ingest`] checks and
+//! captures them. A 202 means the event and its delivery jobs are on disk,
+//! written in one transaction. An `Idempotency-Key` (or a client-supplied id)
+//! makes a retried publish harmless.
 
 use super::caller::{Caller, Publish, Read};
 use super::error::parse_json;
 use super::text::check_idempotency_key;
 use super::{ApiError, AppState};
-use crate::model::{Event, EventId, TenantId, now_millis};
-use crate::store::{IngestOutcome, NewEvent};
+use crate::ingest::{Captured, IngestError, Publication};
+use crate::model::{Event, EventId, TenantId};
+use crate::store::IngestOutcome;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
@@ -50,16 +52,18 @@ impl AppState {
     /// Takes one publish from the caller's allowance (429 with `Retry-After`
     /// when it is spent) and returns the tenant to publish for.
     fn admit(&self, caller: Caller<Publish>) -> Result<TenantId, ApiError> {
-        self.ingest.admit(&caller.principal).map_err(|wait| {
-            ApiError::too_many_requests(
-                format!(
-                    "{} publishes faster than it may: try again in {} ms",
-                    caller.principal.credential,
-                    wait.as_millis()
-                ),
-                wait,
-            )
-        })?;
+        self.publish_limits
+            .admit(&caller.principal)
+            .map_err(|wait| {
+                ApiError::too_many_requests(
+                    format!(
+                        "{} publishes faster than it may: try again in {} ms",
+                        caller.principal.credential,
+                        wait.as_millis()
+                    ),
+                    wait,
+                )
+            })?;
         Ok(caller.tenant)
     }
 }
@@ -124,10 +128,10 @@ async fn get_event(
         .ok_or_else(|| ApiError::not_found("event", id.as_str()))
 }
 
-fn outcome_json(outcome: &(IngestOutcome, usize)) -> Value {
-    match outcome {
-        (IngestOutcome::Created(id), deliveries) => json!({ "id": id, "deliveries": deliveries }),
-        (IngestOutcome::Duplicate(id), _) => json!({ "id": id, "duplicate": true }),
+fn outcome_json(captured: &Captured) -> Value {
+    match &captured.outcome {
+        IngestOutcome::Created(id) => json!({ "id": id, "deliveries": captured.deliveries }),
+        IngestOutcome::Duplicate(id) => json!({ "id": id, "duplicate": true }),
     }
 }
 
@@ -141,117 +145,75 @@ fn idempotency_header(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     Ok(Some(key.to_owned()))
 }
 
+impl PublishedEvent {
+    /// The publication, its id and idempotency key checked. `field` prefixes
+    /// the names of faulty fields (`events[3].`).
+    pub(super) fn parsed(self, field: &str) -> Result<Publication, ApiError> {
+        let id = self
+            .id
+            .map(|id| {
+                EventId::parse(&id).map_err(|e| {
+                    ApiError::bad_request("invalid_id", e.to_string()).at(format!("{field}id"))
+                })
+            })
+            .transpose()?;
+        if let Some(key) = &self.idempotency_key {
+            check_idempotency_key(&format!("{field}idempotency_key"), key)?;
+        }
+        Ok(Publication {
+            id,
+            event_type: self.event_type,
+            occurred_at: self.occurred_at,
+            metadata: self.metadata,
+            data: self.data,
+            idempotency_key: self.idempotency_key,
+        })
+    }
+}
+
 impl AppState {
-    /// Validates one published event and turns it into the event Weft stores.
-    /// `field` prefixes the names of faulty fields (`events[3].`).
-    async fn accept(
+    /// Checks one publication and makes it an event, naming faulty fields
+    /// with the prefix `field`.
+    pub(super) async fn accept(
         &self,
         tenant: &TenantId,
         published: PublishedEvent,
         field: &str,
     ) -> Result<Event, ApiError> {
-        let id = match &published.id {
-            Some(id) => EventId::parse(id).map_err(|e| {
-                ApiError::bad_request("invalid_id", e.to_string()).at(format!("{field}id"))
-            })?,
-            None => EventId::generate(),
-        };
-        if let Some(key) = &published.idempotency_key {
-            check_idempotency_key(&format!("{field}idempotency_key"), key)?;
-        }
-        self.validate_payload(tenant, &published.event_type, &published.data)
+        let publication = published.parsed(field)?;
+        self.ingest
+            .accept(tenant, publication)
             .await
-            .map_err(|e| {
-                let at = if e.code == "unknown_event_type" {
-                    "type"
-                } else {
-                    "data"
-                };
-                e.at(format!("{field}{at}"))
-            })?;
-        let received_at = now_millis();
-        Ok(Event {
-            id,
-            tenant: tenant.clone(),
-            event_type: published.event_type,
-            occurred_at: published.occurred_at.unwrap_or(received_at),
-            received_at,
-            idempotency_key: published.idempotency_key,
-            payload: published.data.into(),
-            metadata: published.metadata,
-        })
+            .map_err(|error| ingest_error(error, field))
     }
 
-    /// The type must be in the built-in catalog or one of the tenant's own, and
-    /// the payload must satisfy its schema.
-    pub(crate) async fn validate_payload(
-        &self,
-        tenant: &TenantId,
-        event_type: &str,
-        payload: &Value,
-    ) -> Result<(), ApiError> {
-        let violations = if self.catalog.get(event_type).is_some() {
-            match self.catalog.validate(event_type, payload) {
-                Ok(()) => None,
-                Err(crate::pipeline::PayloadError::Invalid { violations, .. }) => Some(violations),
-                Err(other) => return Err(ApiError::internal(other.to_string())),
-            }
-        } else if let Some(custom) = self.custom_event_type(tenant, event_type).await? {
-            let schema = crate::schema::JsonSchema::compile(&custom.schema)
-                .map_err(|e| ApiError::internal(format!("stored schema of {event_type}: {e}")))?;
-            schema.validate(payload).err()
-        } else {
-            return Err(ApiError::unprocessable(
-                "unknown_event_type",
-                format!(
-                    "{event_type:?} is not a known event type; see GET /v1/event-types or add it with POST /v1/event-types"
-                ),
-            ));
-        };
-        match violations {
-            None => Ok(()),
-            Some(violations) => Err(ApiError::unprocessable(
-                "schema_violation",
-                format!("the payload does not match the schema of {event_type}: {violations}"),
-            )
-            .with_errors(violations.violations)),
-        }
-    }
-
-    /// The tenant's own type of that name; a name no type can have is not looked up.
-    pub(super) async fn custom_event_type(
-        &self,
-        tenant: &TenantId,
-        event_type: &str,
-    ) -> Result<Option<crate::store::EventTypeRecord>, ApiError> {
-        if crate::pipeline::validate_event_type(event_type).is_err() {
-            return Ok(None);
-        }
-        Ok(self.store.get_event_type(tenant, event_type).await?)
-    }
-
-    /// Matches the events to the tenant's subscriptions and writes events and
-    /// deliveries in one transaction. Returns each event's outcome and how many
-    /// deliveries it got.
     async fn capture(
         &self,
         tenant: &TenantId,
         events: Vec<Event>,
-    ) -> Result<Vec<(IngestOutcome, usize)>, ApiError> {
-        let subscriptions = self.subscriptions.for_tenant(&self.store, tenant).await?;
-        let batch: Vec<NewEvent> = events
-            .into_iter()
-            .map(|event| {
-                let deliveries = subscriptions.deliveries_for(&event);
-                NewEvent { event, deliveries }
-            })
-            .collect();
-        let counts: Vec<usize> = batch.iter().map(|e| e.deliveries.len()).collect();
-        let outcomes = self.capture.insert_events(batch).await?;
-        if counts.iter().any(|&n| n > 0) {
-            self.wake.notify_waiters();
+    ) -> Result<Vec<Captured>, ApiError> {
+        self.ingest
+            .capture(tenant, events)
+            .await
+            .map_err(|error| ingest_error(error, ""))
+    }
+}
+
+/// The problem document of a refused publication; `field` prefixes the name
+/// of the field at fault.
+fn ingest_error(error: IngestError, field: &str) -> ApiError {
+    let detail = error.to_string();
+    match error {
+        IngestError::UnknownEventType(_) => {
+            ApiError::unprocessable("unknown_event_type", detail).at(format!("{field}type"))
         }
-        Ok(outcomes.into_iter().zip(counts).collect())
+        IngestError::SchemaViolation { violations, .. } => {
+            ApiError::unprocessable("schema_violation", detail)
+                .with_errors(violations.violations)
+                .at(format!("{field}data"))
+        }
+        IngestError::BrokenSchema { .. } => ApiError::internal(detail),
+        IngestError::Store(error) => error.into(),
     }
 }
 

@@ -24,9 +24,9 @@ pub use error::ApiError;
 pub use plugins::stored_plugin;
 
 use crate::auth::{Authenticator, DEFAULT_INGEST_PER_SECOND, IngestLimits, TokenIssuer};
-use crate::pipeline::Catalog;
+use crate::ingest::{Catalog, Ingest};
 use crate::runtime::PluginRuntime;
-use crate::store::{GroupCommit, Store};
+use crate::store::Store;
 use axum::extract::DefaultBodyLimit;
 use axum::{Router, middleware};
 use std::sync::Arc;
@@ -42,15 +42,14 @@ pub struct AppState {
     pub store: Store,
     pub plugins: Arc<PluginRuntime>,
     pub catalog: &'static Catalog,
-    /// Woken after an ingest so workers pick new deliveries up at once.
+    /// Woken when deliveries become due (replays), so workers take them at once.
     pub wake: Arc<Notify>,
     /// Turns each request's credential into its caller.
     pub auth: Arc<Authenticator>,
     /// How fast each credential may publish.
-    ingest: Arc<IngestLimits>,
-    subscriptions: subscriptions::MatchCache,
-    /// Concurrent publishes share transactions.
-    capture: GroupCommit,
+    publish_limits: Arc<IngestLimits>,
+    /// Where published events are checked and captured.
+    ingest: Ingest,
     /// What deliveries may do (plain http, unverified TLS), so that an
     /// endpoint that could never be delivered to is refused when it is saved.
     pub network: crate::delivery::NetworkPolicy,
@@ -58,16 +57,17 @@ pub struct AppState {
 
 impl AppState {
     /// Must be called within a tokio runtime: it starts the capture tasks.
+    /// `wake` is notified when a capture makes deliveries.
     pub fn new(store: Store, plugins: Arc<PluginRuntime>, wake: Arc<Notify>) -> Self {
+        let ingest = Ingest::new(store.clone(), Arc::clone(&wake));
         Self {
-            capture: GroupCommit::start(store.clone()),
             auth: Arc::new(Authenticator::new(store.clone(), None)),
-            ingest: Arc::new(IngestLimits::new(DEFAULT_INGEST_PER_SECOND)),
+            publish_limits: Arc::new(IngestLimits::new(DEFAULT_INGEST_PER_SECOND)),
             store,
             plugins,
-            catalog: Catalog::builtin(),
+            catalog: ingest.catalog(),
+            ingest,
             wake,
-            subscriptions: subscriptions::MatchCache::default(),
             network: crate::delivery::NetworkPolicy::default(),
         }
     }
@@ -81,7 +81,7 @@ impl AppState {
     /// Lets credentials without a rate of their own publish `per_second`
     /// requests a second.
     pub fn limiting_ingest(mut self, per_second: u32) -> Self {
-        self.ingest = Arc::new(IngestLimits::new(per_second));
+        self.publish_limits = Arc::new(IngestLimits::new(per_second));
         self
     }
 

@@ -9,14 +9,9 @@ use super::caller::{Caller, Configure, Read};
 use super::error::parse_json;
 use super::events::PublishedEvent;
 use super::{ApiError, AppState};
-use crate::model::{
-    Batching, Delivery, Event, EventId, PluginRef, Subscription, SubscriptionId, TenantId,
-    now_millis,
-};
+use crate::ingest::{subscribes_to, validate_pattern};
+use crate::model::{Batching, PluginRef, Subscription, SubscriptionId, TenantId, now_millis};
 use crate::pipeline::chain::{ChainBuildError, SubscriptionChain};
-use crate::pipeline::render_text;
-use crate::pipeline::{pattern_matches, validate_pattern};
-use crate::store::Store;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
@@ -24,8 +19,6 @@ use axum::{Json, Router};
 use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::Value;
-use std::sync::Arc;
-use std::time::Duration;
 
 /// Batches hold at most this many events, and wait at most this long.
 const MAX_BATCH_EVENTS: u32 = 1000;
@@ -78,7 +71,7 @@ async fn create(
         .create_subscription(&subscription)
         .await
         .map_err(endpoint_field)?;
-    state.subscriptions.invalidate(&caller.tenant);
+    state.ingest.subscriptions_changed(&caller.tenant);
     Ok((StatusCode::CREATED, Json(subscription)))
 }
 
@@ -112,7 +105,7 @@ async fn update(
         .update_subscription(&subscription)
         .await
         .map_err(endpoint_field)?;
-    state.subscriptions.invalidate(&caller.tenant);
+    state.ingest.subscriptions_changed(&caller.tenant);
     Ok(Json(subscription))
 }
 
@@ -149,7 +142,7 @@ async fn delete(
         .audited(audit)
         .delete_subscription(&caller.tenant, &subscription.id)
         .await?;
-    state.subscriptions.invalidate(&caller.tenant);
+    state.ingest.subscriptions_changed(&caller.tenant);
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -163,30 +156,8 @@ async fn preview(
 ) -> Result<Json<Value>, ApiError> {
     let subscription = find(&state, &tenant, &id).await?;
     let published: PublishedEvent = parse_json(&body)?;
-    state
-        .validate_payload(&tenant, &published.event_type, &published.data)
-        .await
-        .map_err(|e| e.at("data"))?;
-    let now = now_millis();
-    let event = Event {
-        id: match published.id {
-            Some(id) => EventId::parse(&id)
-                .map_err(|e| ApiError::bad_request("invalid_id", e.to_string()).at("id"))?,
-            None => EventId::generate(),
-        },
-        tenant: tenant.clone(),
-        event_type: published.event_type,
-        occurred_at: published.occurred_at.unwrap_or(now),
-        received_at: now,
-        idempotency_key: None,
-        payload: published.data.into(),
-        metadata: published.metadata,
-    };
-    let matched = subscription
-        .event_types
-        .iter()
-        .any(|p| pattern_matches(p, &event.event_type));
-    if !matched {
+    let event = state.accept(&tenant, published, "").await?;
+    if !subscribes_to(&subscription, &event.event_type) {
         return Ok(Json(serde_json::json!({
             "matched": false,
             "steps": [],
@@ -295,68 +266,6 @@ impl AppState {
             .await
             .map_err(chain_field)?;
         Ok(subscription)
-    }
-}
-
-/// Each tenant's enabled subscriptions, kept briefly in memory for ingest.
-/// Changes made through this node invalidate at once; other nodes' changes are
-/// seen within [`MATCH_CACHE_TTL`].
-#[derive(Clone)]
-pub(super) struct MatchCache(moka::sync::Cache<TenantId, Arc<TenantSubscriptions>>);
-
-const MATCH_CACHE_TTL: Duration = Duration::from_secs(2);
-
-impl Default for MatchCache {
-    fn default() -> Self {
-        Self(
-            moka::sync::Cache::builder()
-                .max_capacity(10_000)
-                .time_to_live(MATCH_CACHE_TTL)
-                .build(),
-        )
-    }
-}
-
-impl MatchCache {
-    pub(super) async fn for_tenant(
-        &self,
-        store: &Store,
-        tenant: &TenantId,
-    ) -> Result<Arc<TenantSubscriptions>, ApiError> {
-        if let Some(cached) = self.0.get(tenant) {
-            return Ok(cached);
-        }
-        let subscriptions = Arc::new(TenantSubscriptions(
-            store.enabled_subscriptions(tenant).await?,
-        ));
-        self.0.insert(tenant.clone(), Arc::clone(&subscriptions));
-        Ok(subscriptions)
-    }
-
-    fn invalidate(&self, tenant: &TenantId) {
-        self.0.invalidate(tenant);
-    }
-}
-
-pub(super) struct TenantSubscriptions(Vec<Subscription>);
-
-impl TenantSubscriptions {
-    /// A pending delivery for every subscription whose patterns match.
-    pub(super) fn deliveries_for(&self, event: &Event) -> Vec<Delivery> {
-        self.0
-            .iter()
-            .filter(|s| s.event_types.iter().any(|p| pattern_matches(p, &event.event_type)))
-            .map(|subscription| {
-                let ordering_key = subscription.ordering_key.as_ref().and_then(|template| {
-                    render_text(template, event)
-                        .inspect_err(|error| {
-                            tracing::warn!(subscription = %subscription.id, event = %event.id, %error, "no ordering key for this event")
-                        })
-                        .ok()
-                });
-                Delivery::pending(event, subscription, ordering_key)
-            })
-            .collect()
     }
 }
 

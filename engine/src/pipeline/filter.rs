@@ -187,7 +187,7 @@ fn describe_value(value: &Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pipeline::samples::sample_event;
+    use crate::samples::sample_event;
 
     fn assert_send_sync<T: Send + Sync>() {}
 

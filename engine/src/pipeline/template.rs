@@ -485,7 +485,7 @@ fn json_kind(value: &serde_json::Value) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pipeline::samples::sample_event;
+    use crate::samples::sample_event;
     use serde_json::json;
 
     fn render(spec: serde_json::Value, event: &Event) -> Result<serde_json::Value, TemplateError> {

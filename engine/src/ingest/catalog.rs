@@ -179,7 +179,7 @@ impl Catalog {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pipeline::samples::all_sample_events;
+    use crate::samples::all_sample_events;
     use serde_json::json;
     use std::collections::HashSet;
 
