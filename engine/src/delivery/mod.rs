@@ -2,11 +2,12 @@
 //! headers, and the retry rules. It knows nothing of SQL or wasm: callers hand it
 //! a request and get back what happened and what to do next.
 //!
-//! One attempt goes: [`Credentials::headers`] (who Weft is to the receiver) and
-//! [`webhook_headers`] (signed with the endpoint's secrets) →
+//! One attempt goes: [`prepare`] (the endpoint's and the plugin's parts of the
+//! request), [`Credentials::headers`] (who Weft is to the receiver) and
+//! [`signed`] (signed with the endpoint's secrets) →
 //! [`HttpSender::send`] → [`classify`] the [`SendResult`] → on
 //! [`Verdict::Retry`], [`next_attempt_delay`] says when, or that attempts are
-//! exhausted. [`redact_headers`] is what the attempt history stores. Before
+//! exhausted. [`attempt_record`] is what the attempt history stores. Before
 //! all that, [`Throttle::admit`] lets the delivery go now or says how long it
 //! waits for the endpoint's rate and concurrency limits.
 
@@ -15,6 +16,7 @@ mod credentials;
 mod guard;
 mod headers;
 mod outbound;
+mod request;
 mod retry;
 mod signing;
 mod throttle;
@@ -29,6 +31,7 @@ pub use credentials::{CredentialError, Credentials, InvalidAuth, MAX_JWT_LIFETIM
 pub use guard::NetworkPolicy;
 pub use headers::{REDACTED, USER_AGENT, is_credential_header, redact_headers, webhook_headers};
 pub use outbound::Outbound;
+pub use request::{Prepared, Sent, attempt_record, prepare, signed};
 pub use retry::{MAX_RETRY_AFTER, Verdict, classify, next_attempt_delay, retry_after};
 pub use signing::{
     HEADER_ID, HEADER_SIGNATURE, HEADER_TIMESTAMP, PUBLIC_KEY_PREFIX, SECRET_PREFIX,

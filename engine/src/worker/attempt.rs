@@ -1,0 +1,162 @@
+//! One delivery's attempt: its target, its place under the endpoint's
+//! limits, the chain on its event, and each request sent and classified.
+
+use super::outcome::{Step, event_gone, requests_of};
+use super::{RoundEvents, Worker, event_of};
+use crate::delivery::{Prepared, SendResult, Sent};
+use crate::delivery::{Verdict, attempt_record, classify, prepare, signed};
+use crate::model::{Delivery, Endpoint, now_millis};
+use crate::runtime::Request;
+use crate::store::DeliveryUpdate;
+
+impl Worker {
+    /// Attempts `delivery` and says what to record of it.
+    pub(super) async fn process(&self, delivery: Delivery, events: &RoundEvents) -> DeliveryUpdate {
+        let step = self.attempt(&delivery, events).await;
+        step.settle(delivery.attempts + 1).update(&delivery, None)
+    }
+
+    async fn attempt(&self, delivery: &Delivery, events: &RoundEvents) -> Step {
+        let target = match self.target(delivery).await {
+            Ok(target) => target,
+            Err(step) => return step,
+        };
+        let _admitted = match self.outbound.throttle.admit(&target.endpoint).await {
+            Ok(admitted) => admitted,
+            Err(wait) => return Step::Defer(wait),
+        };
+        let event = match events {
+            Ok(events) => match event_of(events, delivery) {
+                Some(event) => event,
+                None => return event_gone(&delivery.event_id),
+            },
+            Err(error) => return Step::retry_later(error.clone()),
+        };
+        match requests_of(target.chain.run(&self.runtime, event).await) {
+            Ok(requests) => self.send_all(&target.endpoint, delivery, requests).await,
+            Err(step) => step,
+        }
+    }
+
+    /// Sends a chain's requests for `delivery`, one after the other; the first
+    /// that does not succeed decides the outcome.
+    pub(super) async fn send_all(
+        &self,
+        endpoint: &Endpoint,
+        delivery: &Delivery,
+        requests: Vec<Request>,
+    ) -> Step {
+        let count = requests.len();
+        let mut last_attempt = None;
+        for (index, request) in requests.into_iter().enumerate() {
+            let message_id = if count == 1 {
+                delivery.id.to_string()
+            } else {
+                format!("{}_{index}", delivery.id)
+            };
+            match self.send(endpoint, delivery, &message_id, request).await {
+                Step::Delivered(attempt) => last_attempt = attempt,
+                other => return other,
+            }
+        }
+        Step::Delivered(last_attempt)
+    }
+
+    /// Sends one request signed as message `message_id`, recorded as an
+    /// attempt of `delivery` (a batch's members each get a copy). A request
+    /// refused with 401 under an OAuth token is sent once more with a new
+    /// token.
+    pub(super) async fn send(
+        &self,
+        endpoint: &Endpoint,
+        delivery: &Delivery,
+        message_id: &str,
+        request: Request,
+    ) -> Step {
+        let prepared = match prepare(endpoint, request) {
+            Ok(prepared) => prepared,
+            Err(reason) => return Step::Fail(reason),
+        };
+        let (mut sent, mut result) = match self.exchange(endpoint, message_id, &prepared).await {
+            Ok(exchanged) => exchanged,
+            Err(step) => return step,
+        };
+        if result.status == Some(401)
+            && let Some(auth) = &endpoint.auth
+            && self.outbound.credentials.forget_token(auth).await
+        {
+            tracing::debug!(endpoint = %endpoint.id, "401 with an OAuth token: fetching a new one");
+            (sent, result) = match self.exchange(endpoint, message_id, &prepared).await {
+                Ok(exchanged) => exchanged,
+                Err(step) => return step,
+            };
+        }
+        let attempt = Box::new(attempt_record(delivery, sent, &result));
+        match classify(&result) {
+            Verdict::Delivered => Step::Delivered(Some(attempt)),
+            Verdict::Gone => {
+                let reason = format!("{} answered 410 Gone: endpoint disabled", endpoint.url);
+                if let Err(error) = self
+                    .store
+                    .disable_endpoint(&endpoint.tenant, &endpoint.id, &reason, now_millis())
+                    .await
+                {
+                    tracing::error!(%error, endpoint = %endpoint.id, "cannot disable endpoint");
+                }
+                self.objects.endpoints.invalidate(&endpoint.id).await;
+                Step::FailWith { reason, attempt }
+            }
+            Verdict::Retry { not_before } => {
+                let reason = attempt.error.clone().unwrap_or_else(|| {
+                    format!(
+                        "the endpoint answered {}",
+                        attempt.response_status.unwrap_or_default()
+                    )
+                });
+                Step::Retry {
+                    reason,
+                    not_before,
+                    attempt: Some(attempt),
+                    policy: endpoint.retry,
+                }
+            }
+            Verdict::GiveUp(reason) => Step::FailWith { reason, attempt },
+        }
+    }
+
+    /// Authenticates and signs `prepared`, then sends it. What was sent, as
+    /// the attempt records it, and what came back.
+    async fn exchange(
+        &self,
+        endpoint: &Endpoint,
+        message_id: &str,
+        prepared: &Prepared,
+    ) -> Result<(Sent, SendResult), Step> {
+        let credentials = match &endpoint.auth {
+            Some(auth) => self
+                .outbound
+                .credentials
+                .headers(auth, endpoint.tls.as_ref())
+                .await
+                .map_err(|error| {
+                    let reason =
+                        format!("cannot authenticate to endpoint {}: {error}", endpoint.id);
+                    if error.is_permanent() {
+                        return Step::Fail(reason);
+                    }
+                    // Counted as an attempt on the endpoint's schedule: the
+                    // credentials may be fixed, the token server come back.
+                    Step::Retry {
+                        reason,
+                        not_before: None,
+                        attempt: None,
+                        policy: endpoint.retry,
+                    }
+                })?,
+            None => Vec::new(),
+        };
+        let (request, sent) =
+            signed(endpoint, message_id, prepared, credentials).map_err(Step::Fail)?;
+        Ok((sent, self.outbound.sender.send(request).await))
+    }
+}
