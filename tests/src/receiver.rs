@@ -75,6 +75,11 @@ impl Reply {
 
 #[derive(Default)]
 struct Shared {
+    /// The reply when no script has one; 200 at once unless set.
+    default_reply: Mutex<Option<Reply>>,
+    /// Requests being answered now, and the most there ever were at once.
+    in_flight: std::sync::atomic::AtomicUsize,
+    most_in_flight: std::sync::atomic::AtomicUsize,
     /// TLS handshakes that failed (a client without the certificate asked for).
     failed_handshakes: std::sync::atomic::AtomicUsize,
     received: Mutex<Vec<Received>>,
@@ -166,6 +171,25 @@ impl Receiver {
             .push((Box::new(matcher), replies));
     }
 
+    /// Every request without a scripted reply gets `reply`.
+    pub fn answer_all(&self, reply: Reply) {
+        *self.shared.default_reply.lock().unwrap() = Some(reply);
+    }
+
+    /// Requests being answered now.
+    pub fn in_flight(&self) -> usize {
+        self.shared
+            .in_flight
+            .load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// The most requests that were being answered at once.
+    pub fn most_in_flight(&self) -> usize {
+        self.shared
+            .most_in_flight
+            .load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     /// How many requests arrived so far, without copying them.
     pub fn count(&self) -> usize {
         self.shared.received.lock().unwrap().len()
@@ -199,6 +223,26 @@ impl Drop for Receiver {
     }
 }
 
+/// A request being answered, counted while it is.
+struct Answering<'a>(&'a Shared);
+
+impl<'a> Answering<'a> {
+    fn start(shared: &'a Shared) -> Self {
+        use std::sync::atomic::Ordering::SeqCst;
+        let now = shared.in_flight.fetch_add(1, SeqCst) + 1;
+        shared.most_in_flight.fetch_max(now, SeqCst);
+        Self(shared)
+    }
+}
+
+impl Drop for Answering<'_> {
+    fn drop(&mut self) {
+        self.0
+            .in_flight
+            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
 async fn record(
     State(shared): State<Arc<Shared>>,
     method: Method,
@@ -223,10 +267,13 @@ async fn record(
     shared.received.lock().unwrap().push(received);
     let reply = targeted
         .or_else(|| shared.script.lock().unwrap().pop_front())
+        .or_else(|| shared.default_reply.lock().unwrap().clone())
         .unwrap_or_else(|| Reply::status(200));
+    let answering = Answering::start(&shared);
     if !reply.delay.is_zero() {
         tokio::time::sleep(reply.delay).await;
     }
+    drop(answering);
     let mut response = StatusCode::from_u16(reply.status).unwrap().into_response();
     for (name, value) in reply.headers {
         response.headers_mut().insert(name, value.parse().unwrap());

@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 use tokio::sync::{Notify, watch};
 use weft_engine::api::{AppState, NewApiKey, new_api_key, router};
 use weft_engine::auth::TokenIssuer;
-use weft_engine::delivery::{DEFAULT_MAX_IN_FLIGHT, NetworkPolicy, Outbound};
+use weft_engine::delivery::{
+    DEFAULT_ENDPOINT_CONCURRENCY, DEFAULT_MAX_IN_FLIGHT, NetworkPolicy, Outbound, Throttle,
+};
 use weft_engine::runtime::{PluginRuntime, RuntimeConfig};
 use weft_engine::secrets::Keyring;
 use weft_engine::store::Store;
@@ -177,7 +179,7 @@ impl TestWeft {
             store,
             api: Api::new(url).with_key(admin_key),
             runtime,
-            outbound: Outbound::new(policy, DEFAULT_MAX_IN_FLIGHT).unwrap(),
+            outbound: Outbound::new(policy, default_throttle()).unwrap(),
             wake,
             stop,
             tasks: vec![server],
@@ -188,13 +190,13 @@ impl TestWeft {
     /// Workers started from now on send under `policy` instead of the
     /// harness's, which allows loopback.
     pub fn set_network_policy(&mut self, policy: NetworkPolicy) {
-        self.outbound = Outbound::new(policy, DEFAULT_MAX_IN_FLIGHT).unwrap();
+        self.outbound = Outbound::new(policy, default_throttle()).unwrap();
     }
 
     /// Workers started from now on keep at most `max` deliveries in flight
     /// together, as `weft serve --max-in-flight` does.
     pub fn set_max_in_flight(&mut self, max: usize) {
-        self.outbound.throttle = std::sync::Arc::new(weft_engine::delivery::Throttle::new(max));
+        self.outbound.throttle = Arc::new(Throttle::new(max, DEFAULT_ENDPOINT_CONCURRENCY));
     }
 
     /// Starts `count` delivery workers, as `weft serve --workers` does.
@@ -242,6 +244,11 @@ impl TestWeft {
         self.store.close().await;
         self.database.drop().await;
     }
+}
+
+/// The places `weft serve` gives deliveries by default.
+fn default_throttle() -> Throttle {
+    Throttle::new(DEFAULT_MAX_IN_FLIGHT, DEFAULT_ENDPOINT_CONCURRENCY)
 }
 
 /// The receivers of tests are on loopback, mostly over plain http, which

@@ -2,7 +2,9 @@
 
 use crate::api::{AppState, NewApiKey, new_api_key, router};
 use crate::auth::{self, TokenIssuer, TokenKey};
-use crate::delivery::{DEFAULT_MAX_IN_FLIGHT, NetworkPolicy, Outbound};
+use crate::delivery::{
+    DEFAULT_ENDPOINT_CONCURRENCY, DEFAULT_MAX_IN_FLIGHT, NetworkPolicy, Outbound, Throttle,
+};
 use crate::model::{ApiKey, AuditEntry, TenantId};
 use crate::runtime::{PluginRuntime, RuntimeConfig};
 use crate::store::Store;
@@ -60,6 +62,11 @@ pub struct ServeArgs {
     /// more wait for a place.
     #[arg(long, default_value_t = DEFAULT_MAX_IN_FLIGHT, env = "WEFT_MAX_IN_FLIGHT", value_name = "DELIVERIES")]
     pub max_in_flight: usize,
+    /// Deliveries in flight at once in this process to one endpoint that sets
+    /// no `max_concurrency` of its own, so that slow receivers hold up only
+    /// their own share of the places.
+    #[arg(long, default_value_t = DEFAULT_ENDPOINT_CONCURRENCY, env = "WEFT_MAX_IN_FLIGHT_PER_ENDPOINT", value_name = "DELIVERIES")]
+    pub max_in_flight_per_endpoint: u32,
     /// Let endpoints (and OAuth token URLs) use plain http://. For
     /// development: without it, Weft sends over HTTPS only.
     #[arg(long, env = "WEFT_ALLOW_HTTP")]
@@ -177,8 +184,9 @@ async fn serve(args: ServeArgs, artifact_dir: Option<PathBuf>) -> Result<()> {
         .with_plain_http(args.allow_http)
         .with_unverified_tls(args.allow_unverified_tls);
     // One client, token cache and throttle for every worker.
-    let outbound = Outbound::new(policy.clone(), args.max_in_flight)
-        .context("cannot set up the HTTP client")?;
+    let throttle = Throttle::new(args.max_in_flight, args.max_in_flight_per_endpoint);
+    let outbound =
+        Outbound::new(policy.clone(), throttle).context("cannot set up the HTTP client")?;
     let mut workers = Vec::new();
     for _ in 0..args.workers.max(1) {
         let worker = Arc::new(Worker::new(

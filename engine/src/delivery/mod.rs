@@ -8,8 +8,9 @@
 //! [`HttpSender::send`] → [`classify`] the [`SendResult`] → on
 //! [`Verdict::Retry`], [`next_attempt_delay`] says when, or that attempts are
 //! exhausted. [`attempt_record`] is what the attempt history stores. Before
-//! all that, [`Throttle::admit`] lets the delivery go now or says how long it
-//! waits for the endpoint's rate and concurrency limits.
+//! all that, [`Throttle::places`] gives the delivery its place among the
+//! process's deliveries in flight, and [`Throttle::admit`] lets it go now or
+//! says how long it waits for the endpoint's rate and concurrency limits.
 
 mod client;
 mod credentials;
@@ -38,5 +39,7 @@ pub use signing::{
     SIGNING_KEY_PREFIX, SigningError, VerifyError, generate_secret, generate_signing_key,
     public_key, sign, validate_secret, verify,
 };
-pub use throttle::{Admitted, DEFAULT_MAX_IN_FLIGHT, Throttle, Wait};
+pub use throttle::{
+    Admitted, DEFAULT_ENDPOINT_CONCURRENCY, DEFAULT_MAX_IN_FLIGHT, Places, Throttle, Wait,
+};
 pub use tls::{InvalidTls, check as check_tls};

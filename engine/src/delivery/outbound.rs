@@ -15,13 +15,13 @@ pub struct Outbound {
 }
 
 impl Outbound {
-    /// Sends under `policy`, with at most `max_in_flight` deliveries at once.
-    pub fn new(policy: NetworkPolicy, max_in_flight: usize) -> Result<Self, ClientBuildError> {
+    /// Sends under `policy`, as fast as `throttle` allows.
+    pub fn new(policy: NetworkPolicy, throttle: Throttle) -> Result<Self, ClientBuildError> {
         let sender = HttpSender::new(policy)?;
         Ok(Self {
             credentials: Credentials::new(sender.clone()),
             sender,
-            throttle: Arc::new(Throttle::new(max_in_flight)),
+            throttle: Arc::new(throttle),
         })
     }
 }

@@ -1,26 +1,38 @@
-//! How hard Weft presses receivers, and itself: an endpoint's rate limit (a
-//! token bucket from governor), an endpoint's maximum of deliveries in flight,
-//! and the process's maximum of deliveries in flight.
+//! How hard Weft presses receivers, and itself: the process's places for
+//! deliveries in flight, each endpoint's share of them (its concurrency
+//! limit), and an endpoint's rate limit (a token bucket from governor).
 //!
-//! A delivery an endpoint's limits do not admit now is not held: the caller
-//! puts it back in the queue for the wait [`Throttle::admit`] names, so the
-//! worker's lease and its round are not spent waiting. Deliveries refused by
-//! the rate limit are given successive turns (the bucket's period apart), so a
-//! backlog is spread over time rather than claimed again all at once. The
-//! process-wide maximum is different: it is backpressure, and a delivery waits
-//! for a place.
+//! A worker takes places among the process's deliveries in flight *before*
+//! it claims deliveries ([`Throttle::places`]), one per delivery, and a place
+//! frees the moment its delivery's outcome is recorded: a claimed delivery
+//! never waits for room while it holds its lease. Each endpoint may fill at
+//! most its concurrency limit of them (its `max_concurrency`, or the
+//! process's default share), so a slow or hanging receiver costs only its own
+//! places: [`Throttle::saturated`] names the endpoints that are full, which
+//! claims skip. A delivery that an endpoint's limits do not admit now is not
+//! held: the caller puts it back in the queue for the wait
+//! [`Throttle::admit`] names. Deliveries refused by the rate limit are given
+//! successive turns (the bucket's period apart), so a backlog is spread over
+//! time rather than claimed again all at once.
 
 use crate::model::{Endpoint, EndpointId, RateLimit};
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultDirectRateLimiter, Quota};
+use std::collections::HashSet;
 use std::num::NonZeroU32;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// Deliveries in flight in one process unless `weft serve --max-in-flight`
 /// says otherwise (the product sheet promises 1,000+ concurrent deliveries).
 pub const DEFAULT_MAX_IN_FLIGHT: usize = 1_024;
+
+/// The deliveries one endpoint may have in flight in a process unless it sets
+/// its own `max_concurrency` (or `weft serve --max-in-flight-per-endpoint`
+/// says otherwise): a quarter of the default places, so that receivers that
+/// hang can hold up only their own share.
+pub const DEFAULT_ENDPOINT_CONCURRENCY: u32 = 256;
 
 /// How long a delivery refused by an endpoint's concurrency limit waits
 /// before it is tried again.
@@ -33,11 +45,47 @@ pub struct Wait {
     pub reason: String,
 }
 
-/// The places a delivery holds while it runs; dropping them frees them.
+/// Places among the process's deliveries in flight; dropping frees them.
+/// [`Places::take_one`] hands one to each claimed delivery.
+#[derive(Debug)]
+pub struct Places(Option<OwnedSemaphorePermit>);
+
+impl Places {
+    /// How many places are held.
+    pub fn count(&self) -> usize {
+        self.0.as_ref().map_or(0, OwnedSemaphorePermit::num_permits)
+    }
+
+    /// One of the places, for one delivery (or one batch's request).
+    pub fn take_one(&mut self) -> Option<Places> {
+        let permit = self.0.as_mut()?;
+        if permit.num_permits() == 1 {
+            return self.0.take().map(|last| Places(Some(last)));
+        }
+        permit.split(1).map(|one| Places(Some(one)))
+    }
+}
+
+/// A delivery's place among its endpoint's deliveries in flight; dropping it
+/// frees the place.
 #[derive(Debug)]
 pub struct Admitted {
-    _endpoint: Option<OwnedSemaphorePermit>,
-    _process: OwnedSemaphorePermit,
+    permit: Option<OwnedSemaphorePermit>,
+    endpoint: EndpointId,
+    saturated: Arc<Mutex<HashSet<EndpointId>>>,
+}
+
+impl Drop for Admitted {
+    fn drop(&mut self) {
+        // Released under the lock that `admit` marks endpoints full under, so
+        // that the set never names an endpoint with a free place for long.
+        let mut saturated = self
+            .saturated
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        self.permit.take();
+        saturated.remove(&self.endpoint);
+    }
 }
 
 /// An endpoint's token bucket, and the last turn given to a delivery it
@@ -53,7 +101,10 @@ struct Bucket {
 pub struct Throttle {
     buckets: moka::sync::Cache<(EndpointId, RateLimit), Arc<Bucket>>,
     concurrency: moka::sync::Cache<(EndpointId, u32), Arc<Semaphore>>,
+    /// Endpoints whose every place is taken.
+    saturated: Arc<Mutex<HashSet<EndpointId>>>,
     in_flight: Arc<Semaphore>,
+    endpoint_default: u32,
     clock: DefaultClock,
 }
 
@@ -66,8 +117,10 @@ impl std::fmt::Debug for Throttle {
 }
 
 impl Throttle {
-    /// At most `max_in_flight` deliveries at once in this process (at least one).
-    pub fn new(max_in_flight: usize) -> Self {
+    /// At most `max_in_flight` deliveries at once in this process (at least
+    /// one), and at most `per_endpoint` to an endpoint that sets no limit of
+    /// its own.
+    pub fn new(max_in_flight: usize, per_endpoint: u32) -> Self {
         let idle = Duration::from_secs(600);
         Self {
             buckets: moka::sync::Cache::builder()
@@ -78,42 +131,77 @@ impl Throttle {
                 .max_capacity(100_000)
                 .time_to_idle(idle)
                 .build(),
+            saturated: Arc::default(),
             in_flight: Arc::new(Semaphore::new(max_in_flight.max(1))),
+            endpoint_default: per_endpoint.max(1),
             clock: DefaultClock::default(),
         }
     }
 
-    /// Admits one delivery to `endpoint`, waiting for a place among the
-    /// process's deliveries in flight; or says how long the delivery should
-    /// wait in the queue for the endpoint's own limits.
-    pub async fn admit(&self, endpoint: &Endpoint) -> Result<Admitted, Wait> {
-        let endpoint_slot = match endpoint.max_concurrency {
-            Some(max) => Some(self.endpoint_slot(endpoint, max)?),
-            None => None,
-        };
-        if let Some(limit) = endpoint.rate_limit {
-            self.take_token(endpoint, limit)?;
-        }
-        let process_slot = Arc::clone(&self.in_flight)
+    /// Waits for a free place among the process's deliveries in flight, then
+    /// takes as many more as are free, up to `wanted` in all.
+    pub async fn places(&self, wanted: usize) -> Places {
+        let mut places = Arc::clone(&self.in_flight)
             .acquire_owned()
             .await
             .expect("the in-flight semaphore is never closed");
-        Ok(Admitted {
-            _endpoint: endpoint_slot,
-            _process: process_slot,
-        })
+        let more = wanted
+            .saturating_sub(1)
+            .min(self.in_flight.available_permits());
+        if let Ok(more) = u32::try_from(more)
+            && more > 0
+            && let Ok(extra) = Arc::clone(&self.in_flight).try_acquire_many_owned(more)
+        {
+            places.merge(extra);
+        }
+        Places(Some(places))
     }
 
-    fn endpoint_slot(&self, endpoint: &Endpoint, max: u32) -> Result<OwnedSemaphorePermit, Wait> {
-        let slots = self.concurrency.get_with((endpoint.id.clone(), max), || {
+    /// The endpoints with no free place now: claims skip their deliveries.
+    pub fn saturated(&self) -> Vec<EndpointId> {
+        let saturated = self
+            .saturated
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        saturated.iter().cloned().collect()
+    }
+
+    /// Admits one delivery to `endpoint` under its concurrency and rate
+    /// limits, or says how long the delivery should wait in the queue.
+    pub fn admit(&self, endpoint: &Endpoint) -> Result<Admitted, Wait> {
+        let admitted = self.endpoint_place(endpoint)?;
+        if let Some(limit) = endpoint.rate_limit {
+            self.take_token(endpoint, limit)?;
+        }
+        Ok(admitted)
+    }
+
+    fn endpoint_place(&self, endpoint: &Endpoint) -> Result<Admitted, Wait> {
+        let max = endpoint.max_concurrency.unwrap_or(self.endpoint_default);
+        let places = self.concurrency.get_with((endpoint.id.clone(), max), || {
             Arc::new(Semaphore::new(max.max(1) as usize))
         });
-        slots.try_acquire_owned().map_err(|_| Wait {
-            duration: CONCURRENCY_RETRY,
-            reason: format!(
-                "endpoint {} already has {max} deliveries in flight",
-                endpoint.id
-            ),
+        let mut saturated = self
+            .saturated
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let Ok(permit) = Arc::clone(&places).try_acquire_owned() else {
+            saturated.insert(endpoint.id.clone());
+            return Err(Wait {
+                duration: CONCURRENCY_RETRY,
+                reason: format!(
+                    "endpoint {} already has {max} deliveries in flight",
+                    endpoint.id
+                ),
+            });
+        };
+        if places.available_permits() == 0 {
+            saturated.insert(endpoint.id.clone());
+        }
+        Ok(Admitted {
+            permit: Some(permit),
+            endpoint: endpoint.id.clone(),
+            saturated: Arc::clone(&self.saturated),
         })
     }
 
@@ -129,7 +217,7 @@ impl Throttle {
         let mut last_turn = bucket
             .last_turn
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+            .unwrap_or_else(PoisonError::into_inner);
         let turn = (*last_turn + bucket.period).max(now + earliest);
         *last_turn = turn;
         Err(Wait {
@@ -186,19 +274,19 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn a_burst_past_the_rate_gets_successive_turns() {
-        let throttle = Throttle::new(DEFAULT_MAX_IN_FLIGHT);
+    #[test]
+    fn a_burst_past_the_rate_gets_successive_turns() {
+        let throttle = Throttle::new(DEFAULT_MAX_IN_FLIGHT, DEFAULT_ENDPOINT_CONCURRENCY);
         let limit = RateLimit {
             requests: 4,
             per_seconds: 2,
         };
         let crm = endpoint(Some(limit), None);
         for _ in 0..4 {
-            throttle.admit(&crm).await.unwrap();
+            throttle.admit(&crm).unwrap();
         }
         let waits: Vec<Duration> = (0..3)
-            .map(|_| futures_now(throttle.admit(&crm)).unwrap_err().duration)
+            .map(|_| throttle.admit(&crm).unwrap_err().duration)
             .collect();
         // One token every 500 ms: the refused get turns 500 ms apart.
         for (index, wait) in waits.iter().enumerate() {
@@ -208,37 +296,46 @@ mod tests {
                 "turn {index}: {wait:?}"
             );
         }
-        let reason = futures_now(throttle.admit(&crm)).unwrap_err().reason;
+        let reason = throttle.admit(&crm).unwrap_err().reason;
         assert!(reason.contains("(4 per 2 s)"), "{reason}");
         // Another endpoint has a bucket of its own.
-        throttle.admit(&endpoint(Some(limit), None)).await.unwrap();
+        throttle.admit(&endpoint(Some(limit), None)).unwrap();
+    }
+
+    #[test]
+    fn a_full_endpoint_is_named_until_a_place_frees() {
+        let throttle = Throttle::new(DEFAULT_MAX_IN_FLIGHT, 2);
+        let crm = endpoint(None, Some(1));
+        let first = throttle.admit(&crm).unwrap();
+        assert_eq!(throttle.saturated(), std::slice::from_ref(&crm.id));
+        let refused = throttle.admit(&crm).unwrap_err();
+        assert_eq!(refused.duration, CONCURRENCY_RETRY);
+        drop(first);
+        assert!(throttle.saturated().is_empty());
+        let _again = throttle.admit(&crm).unwrap();
+
+        // An endpoint without a limit of its own gets the process's default.
+        let erp = endpoint(None, None);
+        let _one = throttle.admit(&erp).unwrap();
+        let _two = throttle.admit(&erp).unwrap();
+        assert!(throttle.admit(&erp).is_err());
+        assert_eq!(throttle.saturated().len(), 2);
     }
 
     #[tokio::test]
-    async fn an_endpoints_concurrency_and_the_process_maximum_hold() {
-        let throttle = Throttle::new(2);
-        let crm = endpoint(None, Some(1));
-        let first = throttle.admit(&crm).await.unwrap();
-        let refused = futures_now(throttle.admit(&crm)).unwrap_err();
-        assert_eq!(refused.duration, CONCURRENCY_RETRY);
-        drop(first);
-        let _again = throttle.admit(&crm).await.unwrap();
-
-        let other = endpoint(None, None);
-        let _second = throttle.admit(&other).await.unwrap();
-        // Two in flight: a third waits for a place instead of failing.
-        let third = tokio::time::timeout(Duration::from_millis(100), throttle.admit(&other)).await;
-        assert!(third.is_err(), "the process maximum let a third through");
-    }
-
-    /// The outcome of `admit` when it is decided without waiting.
-    fn futures_now<T>(future: impl std::future::Future<Output = T>) -> T {
-        let waker = std::task::Waker::noop();
-        let mut context = std::task::Context::from_waker(waker);
-        let mut future = std::pin::pin!(future);
-        match future.as_mut().poll(&mut context) {
-            std::task::Poll::Ready(value) => value,
-            std::task::Poll::Pending => panic!("admit waited"),
-        }
+    async fn places_are_taken_before_claiming_and_freed_one_by_one() {
+        let throttle = Throttle::new(3, DEFAULT_ENDPOINT_CONCURRENCY);
+        let mut places = throttle.places(10).await;
+        assert_eq!(places.count(), 3, "as many as are free, up to the wanted");
+        let one = places.take_one().unwrap();
+        assert_eq!((one.count(), places.count()), (1, 2));
+        // None free: the next taker waits until a delivery ends.
+        let waiting = tokio::time::timeout(Duration::from_millis(50), throttle.places(1)).await;
+        assert!(waiting.is_err(), "a fourth place was given");
+        drop(one);
+        let freed = throttle.places(5).await;
+        assert_eq!(freed.count(), 1);
+        let (_a, _b) = (places.take_one().unwrap(), places.take_one().unwrap());
+        assert!(places.take_one().is_none());
     }
 }

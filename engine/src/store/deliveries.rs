@@ -49,13 +49,18 @@ pub(super) use delivery_columns;
 const INSERTED_COLUMN_COUNT: usize = 15;
 
 /// Due, unleased queued deliveries, longest overdue first, skipping any whose
-/// ordering key has an earlier delivery still queued (that one goes first)
-/// and batched ones (they leave in batches, see `batches.rs`).
+/// ordering key has an earlier delivery still queued (that one goes first),
+/// batched ones (they leave in batches, see `batches.rs`) and those to the
+/// endpoints `$4` names (a JSON array, read by the query `$skipped`).
 macro_rules! claimable {
-    () => {
-        "SELECT seq FROM delivery_queue AS candidate
+    ($skipped:literal) => {
+        concat!(
+            "SELECT seq FROM delivery_queue AS candidate
          WHERE next_attempt_at <= $1
            AND (lease_until IS NULL OR lease_until <= $1) AND NOT batched
+           AND endpoint_id NOT IN (",
+            $skipped,
+            ")
            AND (ordering_key IS NULL OR NOT EXISTS (
                 SELECT 1 FROM delivery_queue AS earlier
                 WHERE earlier.tenant = candidate.tenant
@@ -64,6 +69,7 @@ macro_rules! claimable {
                   AND earlier.seq < candidate.seq))
          ORDER BY next_attempt_at, seq
          LIMIT $2"
+        )
     };
 }
 
@@ -71,7 +77,7 @@ macro_rules! claimable {
 /// the claimer then reads the leased deliveries in the same transaction.
 const CLAIM_ON_SQLITE: &str = concat!(
     "UPDATE delivery_queue SET lease_until = $1 + $3 WHERE seq IN (",
-    claimable!(),
+    claimable!("SELECT value FROM json_each($4)"),
     ") RETURNING seq"
 );
 
@@ -80,7 +86,7 @@ const CLAIM_ON_SQLITE: &str = concat!(
 /// waits for another.
 const CLAIM_ON_POSTGRES: &str = concat!(
     "WITH claimed AS (",
-    claimable!(),
+    claimable!("SELECT jsonb_array_elements_text($4::jsonb)"),
     " FOR UPDATE OF candidate SKIP LOCKED), \
      leased AS (UPDATE delivery_queue SET lease_until = $1 + $3 \
          FROM claimed WHERE delivery_queue.seq = claimed.seq RETURNING delivery_queue.seq) \
@@ -92,7 +98,8 @@ const CLAIM_ON_POSTGRES: &str = concat!(
 impl Store {
     /// Leases up to `limit` due deliveries, longest overdue first, for
     /// `lease_ms`: no other claimer gets them until the lease ends or they are
-    /// finished. They come back in capture order.
+    /// finished. They come back in capture order. Deliveries to the endpoints
+    /// in `skipped` (those with no room for more now) are left for later.
     ///
     /// Due means pending, `next_attempt_at <= now`, not leased. A delivery with
     /// an ordering key waits while an earlier delivery (by capture order) of
@@ -104,12 +111,16 @@ impl Store {
         now: UnixMillis,
         limit: u32,
         lease_ms: u32,
+        skipped: &[EndpointId],
     ) -> Result<Vec<Delivery>, StoreError> {
+        let skipped = serde_json::to_string(skipped)
+            .map_err(|error| StoreError::Invalid(format!("endpoints to skip: {error}")))?;
         let claim = |sql| {
             Statement::new(sql)
                 .bind(now)
                 .bind(i64::from(limit))
                 .bind(i64::from(lease_ms))
+                .bind(skipped.as_str())
         };
         let doing = "claiming due deliveries";
         match self.backend.dialect() {

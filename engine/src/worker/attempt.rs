@@ -21,7 +21,7 @@ impl Worker {
             Ok(target) => target,
             Err(step) => return step,
         };
-        let _admitted = match self.outbound.throttle.admit(&target.endpoint).await {
+        let _admitted = match self.outbound.throttle.admit(&target.endpoint) {
             Ok(admitted) => admitted,
             Err(wait) => return Step::Defer(wait),
         };

@@ -32,8 +32,12 @@ impl Worker {
     /// Claims the batches that are ready: formed batches due again, and new
     /// batches of the subscriptions whose waiting deliveries fill one or have
     /// waited long enough. Failures are logged: the next round tries again.
-    pub(super) async fn claim_batches(&self, now: UnixMillis) -> BatchRound {
+    /// Each batch takes one of the `places` free.
+    pub(super) async fn claim_batches(&self, now: UnixMillis, places: usize) -> BatchRound {
         let mut round = BatchRound::default();
+        if places == 0 {
+            return round;
+        }
         let due = match self.store.due_batches(now, self.config.batch_size).await {
             Ok(due) => due,
             Err(error) => {
@@ -44,7 +48,7 @@ impl Worker {
         let budget = self.config.batch_size as usize;
         let mut members = 0;
         for group in due {
-            if members >= budget {
+            if members >= budget || round.claimed.len() >= places {
                 break;
             }
             if let Some(id) = &group.batch_id {
@@ -82,7 +86,7 @@ impl Worker {
             }
             // A backlog may fill several batches; the store decides each one's
             // readiness again on the rows it locks.
-            while members < budget {
+            while members < budget && round.claimed.len() < places {
                 let id = BatchId::generate();
                 match self
                     .store
@@ -145,7 +149,7 @@ impl Worker {
             return self.process_alone(members).await;
         }
         // A batch is one request: it takes one place under the limits.
-        let _admitted = match self.outbound.throttle.admit(&target.endpoint).await {
+        let _admitted = match self.outbound.throttle.admit(&target.endpoint) {
             Ok(admitted) => admitted,
             Err(wait) => return settle_together(Step::Defer(wait), &members, &id),
         };

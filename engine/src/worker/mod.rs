@@ -8,7 +8,7 @@
 //! `webhook-id`.
 //!
 //! Deliveries of a batching subscription ([`crate::model::Batching`]) leave in
-//! batches. Each round the worker asks the store which batches are due, claims the ready ones
+//! batches. Each time it claims, the worker asks the store which batches are due, claims the ready ones
 //! whole (full, or their longest-due member has waited `max_wait_ms`), runs
 //! every member's event through the chain on its own, and sends the results as
 //! one JSON array ([`crate::pipeline::batch`]), signed with the batch's id as
@@ -19,7 +19,7 @@
 //! dropped or failed on leaves the batch and settles on its own, and one whose
 //! requests an array cannot carry is sent alone, as without batching.
 //!
-//! The claim loop is here; `attempt` is one
+//! The claim loop and the recording of outcomes are here; `attempt` is one
 //! delivery's attempt, `batches` the batching lane, `targets` the short-lived
 //! caches of subscriptions, endpoints and chains, and `outcome` the rules that
 //! turn what happened into the delivery's next state.
@@ -29,22 +29,23 @@ mod batches;
 mod outcome;
 mod targets;
 
-use crate::delivery::Outbound;
-use crate::model::{Delivery, Event, EventId, TenantId, now_millis};
+use crate::delivery::{Outbound, Places};
+use crate::model::{Delivery, Event, EventId, TenantId, UnixMillis, now_millis};
 use crate::runtime::PluginRuntime;
 use crate::store::{DeliveryUpdate, Store};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 use targets::ObjectCaches;
-use tokio::sync::{Notify, watch};
+use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinSet;
 
 /// How a worker paces itself.
 #[derive(Debug, Clone, Copy)]
 pub struct WorkerConfig {
-    /// Deliveries claimed per round trip to the database; a round stops
-    /// claiming batches once their members reach this many too.
+    /// Deliveries claimed per round trip to the database, at most (fewer when
+    /// fewer places are free); batches claimed at once stop once their
+    /// members reach this many too.
     pub batch_size: u32,
     /// How long a claim holds; a worker that dies releases its rows after this.
     pub lease: Duration,
@@ -67,6 +68,12 @@ impl Default for WorkerConfig {
 /// Delivery outcomes recorded per transaction (a batch's members may take it
 /// a little over).
 const FINISHED_PER_TRANSACTION: usize = 64;
+
+/// What a delivery (or a batch) left to record, and the place it held.
+struct Finished {
+    updates: Vec<DeliveryUpdate>,
+    place: Option<Places>,
+}
 
 pub struct Worker {
     store: Store,
@@ -110,24 +117,41 @@ impl Worker {
         }
     }
 
-    /// Delivers until `shutdown` turns true, then finishes the round in hand.
+    /// Delivers until `shutdown` turns true, then lets the deliveries in
+    /// flight finish and records them.
+    ///
+    /// Claiming is continuous: the worker takes free places among the
+    /// process's deliveries in flight, claims as many due deliveries (and
+    /// ready batches), and starts each on its own; a place frees the moment
+    /// its delivery's outcome is recorded, and the worker claims again. No
+    /// delivery waits for another, so a slow receiver holds only its own
+    /// places, and claims skip endpoints whose places are all taken.
     pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        let (finished, outcomes) = mpsc::unbounded_channel();
+        let recorded = Arc::new(Notify::new());
+        let recorder = tokio::spawn(Arc::clone(&self).record(outcomes, Arc::clone(&recorded)));
+        let mut in_flight = JoinSet::new();
         while !*shutdown.borrow() {
-            let now = now_millis();
-            let claimed = match self
-                .store
-                .claim_due_deliveries(now, self.config.batch_size, self.lease_ms())
-                .await
-            {
-                Ok(claimed) => claimed,
-                Err(error) => {
-                    tracing::error!(%error, "cannot claim deliveries");
-                    tokio::time::sleep(self.config.idle_poll).await;
-                    continue;
-                }
+            while in_flight.try_join_next().is_some() {}
+            // Registered before claiming, so that a capture committed while
+            // the claim runs still wakes the worker.
+            let woken = self.wake.notified();
+            let progress = recorded.notified();
+            tokio::pin!(woken, progress);
+            woken.as_mut().enable();
+            progress.as_mut().enable();
+
+            let mut places = tokio::select! {
+                places = self.outbound.throttle.places(self.config.batch_size as usize) => places,
+                _ = shutdown.changed() => break,
             };
-            let batches = self.claim_batches(now).await;
+            let now = now_millis();
+            let claimed = self.claim(now, places.count()).await;
+            let batches = self
+                .claim_batches(now, places.count().saturating_sub(claimed.len()))
+                .await;
             if claimed.is_empty() && batches.claimed.is_empty() {
+                drop(places);
                 let pause = batches.next_ready_at.map_or(self.config.idle_poll, |at| {
                     let until_ready = u64::try_from(at.saturating_sub(now)).unwrap_or_default();
                     self.config
@@ -135,35 +159,84 @@ impl Worker {
                         .min(Duration::from_millis(until_ready))
                 });
                 tokio::select! {
-                    _ = self.wake.notified() => {}
+                    _ = woken => {}
+                    _ = progress => {}
                     _ = tokio::time::sleep(pause) => {}
                     _ = shutdown.changed() => {}
                 }
                 continue;
             }
-            let mut in_flight = JoinSet::new();
             let events = Arc::new(self.events_of(&claimed).await);
             for delivery in claimed {
-                let (worker, events) = (Arc::clone(&self), Arc::clone(&events));
-                in_flight.spawn(async move { vec![worker.process(delivery, &events).await] });
+                let place = places.take_one();
+                let (worker, events, finished) =
+                    (Arc::clone(&self), Arc::clone(&events), finished.clone());
+                in_flight.spawn(async move {
+                    let update = worker.process(delivery, &events).await;
+                    let _ = finished.send(Finished {
+                        updates: vec![update],
+                        place,
+                    });
+                });
             }
             for batch in batches.claimed {
-                let worker = Arc::clone(&self);
-                in_flight.spawn(async move { worker.process_batch(batch).await });
+                let place = places.take_one();
+                let (worker, finished) = (Arc::clone(&self), finished.clone());
+                in_flight.spawn(async move {
+                    let updates = worker.process_batch(batch).await;
+                    let _ = finished.send(Finished { updates, place });
+                });
             }
-            // A few short transactions rather than one long one: on SQLite a
-            // publish waits for the writer while a worker holds it. A batch's
-            // members always share a transaction, so they settle as one.
-            let mut updates = Vec::new();
-            for settled in in_flight.join_all().await {
-                updates.extend(settled);
-                if updates.len() >= FINISHED_PER_TRANSACTION {
-                    self.finish(std::mem::take(&mut updates)).await;
-                }
+        }
+        while in_flight.join_next().await.is_some() {}
+        drop(finished);
+        let _ = recorder.await;
+    }
+
+    /// Leases up to `places` due deliveries, skipping endpoints with no room
+    /// for more. A failure is logged: the next claim tries again.
+    async fn claim(&self, now: UnixMillis, places: usize) -> Vec<Delivery> {
+        if places == 0 {
+            return Vec::new();
+        }
+        let limit = u32::try_from(places).unwrap_or(u32::MAX);
+        let skipped = self.outbound.throttle.saturated();
+        match self
+            .store
+            .claim_due_deliveries(now, limit, self.lease_ms(), &skipped)
+            .await
+        {
+            Ok(claimed) => claimed,
+            Err(error) => {
+                tracing::error!(%error, "cannot claim deliveries");
+                Vec::new()
             }
-            if !updates.is_empty() {
-                self.finish(updates).await;
+        }
+    }
+
+    /// Records outcomes as deliveries finish: whatever has finished meanwhile
+    /// goes into one short transaction (on SQLite a publish waits for the
+    /// writer while a worker holds it), a batch's members always together.
+    /// Their places are freed once recorded, and `recorded` wakes the claimer:
+    /// a finished delivery may let the next of its ordering key go.
+    async fn record(
+        self: Arc<Self>,
+        mut outcomes: mpsc::UnboundedReceiver<Finished>,
+        recorded: Arc<Notify>,
+    ) {
+        while let Some(first) = outcomes.recv().await {
+            let mut updates = first.updates;
+            let mut places = vec![first.place];
+            while updates.len() < FINISHED_PER_TRANSACTION {
+                let Ok(next) = outcomes.try_recv() else {
+                    break;
+                };
+                updates.extend(next.updates);
+                places.push(next.place);
             }
+            self.finish(updates).await;
+            drop(places);
+            recorded.notify_one();
         }
     }
 

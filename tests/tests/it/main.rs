@@ -8,6 +8,7 @@ mod bad_input;
 mod batching;
 mod cli;
 mod credentials;
+mod isolation;
 mod languages;
 mod limits;
 mod loading;

@@ -97,7 +97,10 @@ async fn batched_deliveries_are_left_to_the_batch_lane() {
             .await
             .unwrap();
 
-        let claimed = store.claim_due_deliveries(NOW, 10, LEASE_MS).await.unwrap();
+        let claimed = store
+            .claim_due_deliveries(NOW, 10, LEASE_MS, &[])
+            .await
+            .unwrap();
         let due = store.due_batches(NOW, GROUPS).await.unwrap();
 
         assert_eq!(ids(&claimed), vec![alone.id]);

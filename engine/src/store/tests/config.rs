@@ -291,7 +291,10 @@ async fn deleting_a_subscription_drops_its_pending_deliveries() {
         let reason = format!("subscription {} was deleted", subscription.id);
         assert_eq!(kept.last_error, Some(reason));
         assert_eq!(
-            store.claim_due_deliveries(NOW, 10, 1_000).await.unwrap(),
+            store
+                .claim_due_deliveries(NOW, 10, 1_000, &[])
+                .await
+                .unwrap(),
             vec![]
         );
     })

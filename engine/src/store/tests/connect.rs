@@ -82,10 +82,13 @@ async fn pending_deliveries_stay_queued_through_the_move_to_a_queue_table() {
 
         let store = connect(&url).await;
         let longer = 120_000;
-        let claimed = store.claim_due_deliveries(NOW, 10, longer).await.unwrap();
+        let claimed = store
+            .claim_due_deliveries(NOW, 10, longer, &[])
+            .await
+            .unwrap();
         assert_eq!(ids(&claimed), ids(&[due]));
         let claimed = store
-            .claim_due_deliveries(lease_end, 10, longer)
+            .claim_due_deliveries(lease_end, 10, longer, &[])
             .await
             .unwrap();
         assert_eq!(ids(&claimed), ids(&[leased]));

@@ -82,8 +82,14 @@ async fn only_due_deliveries_are_claimed_longest_overdue_first() {
         )
         .await;
 
-        let first = store.claim_due_deliveries(NOW, 2, LEASE_MS).await.unwrap();
-        let rest = store.claim_due_deliveries(NOW, 10, LEASE_MS).await.unwrap();
+        let first = store
+            .claim_due_deliveries(NOW, 2, LEASE_MS, &[])
+            .await
+            .unwrap();
+        let rest = store
+            .claim_due_deliveries(NOW, 10, LEASE_MS, &[])
+            .await
+            .unwrap();
 
         // The two longest overdue come first; each claim lists capture order.
         assert_eq!(
@@ -101,14 +107,42 @@ async fn only_due_deliveries_are_claimed_longest_overdue_first() {
             assert!(claimed.next_attempt_at <= NOW);
         }
         assert_eq!(
-            store.claim_due_deliveries(NOW, 10, LEASE_MS).await.unwrap(),
+            store
+                .claim_due_deliveries(NOW, 10, LEASE_MS, &[])
+                .await
+                .unwrap(),
             vec![]
         );
         let later = store
-            .claim_due_deliveries(NOW + 1, 10, LEASE_MS)
+            .claim_due_deliveries(NOW + 1, 10, LEASE_MS, &[])
             .await
             .unwrap();
         assert_eq!(ids(&later), ids(&captured[1..2]));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn deliveries_to_skipped_endpoints_wait_for_a_later_claim() {
+    on_both_backends(|store| async move {
+        let (slow, to_slow) = configured(&store, &tenant("acme")).await;
+        let (_, to_healthy) = configured(&store, &tenant("acme")).await;
+        let (_, elsewhere) = configured(&store, &tenant("globex")).await;
+        let backlog = capture(&store, &to_slow, &[NOW - 30, NOW - 20]).await;
+        let healthy = capture(&store, &to_healthy, &[NOW]).await;
+        let other = capture(&store, &elsewhere, &[NOW]).await;
+
+        let claimed = store
+            .claim_due_deliveries(NOW, 10, LEASE_MS, std::slice::from_ref(&slow.id))
+            .await
+            .unwrap();
+        // The older backlog of the full endpoint is stepped over.
+        assert_eq!(ids(&claimed), [ids(&healthy), ids(&other)].concat());
+        let later = store
+            .claim_due_deliveries(NOW, 10, LEASE_MS, &[])
+            .await
+            .unwrap();
+        assert_eq!(ids(&later), ids(&backlog));
     })
     .await;
 }
@@ -118,17 +152,20 @@ async fn a_lease_holds_until_it_ends() {
     on_both_backends(|store| async move {
         let (_, subscription) = configured(&store, &tenant("acme")).await;
         let captured = capture(&store, &subscription, &[NOW]).await;
-        let claimed = store.claim_due_deliveries(NOW, 10, LEASE_MS).await.unwrap();
+        let claimed = store
+            .claim_due_deliveries(NOW, 10, LEASE_MS, &[])
+            .await
+            .unwrap();
         assert_eq!(ids(&claimed), ids(&captured));
 
         let lease_end = NOW + i64::from(LEASE_MS);
         let during = store
-            .claim_due_deliveries(lease_end - 1, 10, LEASE_MS)
+            .claim_due_deliveries(lease_end - 1, 10, LEASE_MS, &[])
             .await;
         assert_eq!(during.unwrap(), vec![]);
         // The worker died: the delivery falls due again when its lease ends.
         let after = store
-            .claim_due_deliveries(lease_end, 10, LEASE_MS)
+            .claim_due_deliveries(lease_end, 10, LEASE_MS, &[])
             .await
             .unwrap();
         assert_eq!(ids(&after), ids(&captured));
@@ -149,7 +186,10 @@ async fn concurrent_claimers_never_share_a_delivery() {
                 tokio::spawn(async move {
                     let mut mine = Vec::new();
                     loop {
-                        let claimed = store.claim_due_deliveries(NOW, 7, LEASE_MS).await.unwrap();
+                        let claimed = store
+                            .claim_due_deliveries(NOW, 7, LEASE_MS, &[])
+                            .await
+                            .unwrap();
                         if claimed.is_empty() {
                             return mine;
                         }
@@ -194,7 +234,10 @@ async fn an_ordering_key_holds_back_only_its_own_later_deliveries() {
             &captured[4],
         );
 
-        let claimed = store.claim_due_deliveries(NOW, 10, LEASE_MS).await.unwrap();
+        let claimed = store
+            .claim_due_deliveries(NOW, 10, LEASE_MS, &[])
+            .await
+            .unwrap();
         assert_eq!(
             ids(&claimed),
             vec![head.id.clone(), other_key.id.clone(), unkeyed.id.clone()]
@@ -210,7 +253,7 @@ async fn an_ordering_key_holds_back_only_its_own_later_deliveries() {
         store.finish_deliveries(results).await.unwrap();
         assert_eq!(
             store
-                .claim_due_deliveries(NOW + 1, 10, LEASE_MS)
+                .claim_due_deliveries(NOW + 1, 10, LEASE_MS, &[])
                 .await
                 .unwrap(),
             vec![]
@@ -218,14 +261,14 @@ async fn an_ordering_key_holds_back_only_its_own_later_deliveries() {
 
         // The retry succeeds: the next of its key is released, and only that one.
         let retried = store
-            .claim_due_deliveries(retry_at, 10, LEASE_MS)
+            .claim_due_deliveries(retry_at, 10, LEASE_MS, &[])
             .await
             .unwrap();
         assert_eq!(ids(&retried), vec![head.id.clone()]);
         let succeeded = attempted(&retried[0], DeliveryStatus::Succeeded, 200, retry_at);
         store.finish_deliveries(vec![succeeded]).await.unwrap();
         let next = store
-            .claim_due_deliveries(retry_at, 10, LEASE_MS)
+            .claim_due_deliveries(retry_at, 10, LEASE_MS, &[])
             .await
             .unwrap();
         assert_eq!(ids(&next), vec![second.id.clone()]);
@@ -234,7 +277,7 @@ async fn an_ordering_key_holds_back_only_its_own_later_deliveries() {
         let dead = attempted(&next[0], DeliveryStatus::Failed, 400, retry_at);
         store.finish_deliveries(vec![dead]).await.unwrap();
         let last = store
-            .claim_due_deliveries(retry_at, 10, LEASE_MS)
+            .claim_due_deliveries(retry_at, 10, LEASE_MS, &[])
             .await
             .unwrap();
         assert_eq!(ids(&last), vec![third.id.clone()]);
@@ -248,7 +291,10 @@ async fn finishing_records_attempts_and_ends_the_lease() {
         let acme = tenant("acme");
         let (_, subscription) = configured(&store, &acme).await;
         let captured = capture(&store, &subscription, &[NOW, NOW]).await;
-        let claimed = store.claim_due_deliveries(NOW, 10, LEASE_MS).await.unwrap();
+        let claimed = store
+            .claim_due_deliveries(NOW, 10, LEASE_MS, &[])
+            .await
+            .unwrap();
 
         let retry_at = NOW + 5_000;
         let first = attempted(&claimed[0], DeliveryStatus::Pending, 500, retry_at);
@@ -285,7 +331,7 @@ async fn finishing_records_attempts_and_ends_the_lease() {
 
         // The lease ended with the attempt: it is due at retry_at, not at the lease's end.
         let again = store
-            .claim_due_deliveries(retry_at, 10, LEASE_MS)
+            .claim_due_deliveries(retry_at, 10, LEASE_MS, &[])
             .await
             .unwrap();
         assert_eq!(ids(&again), ids(&captured[..1]));
@@ -369,7 +415,10 @@ async fn replaying_a_delivery_sends_it_again_and_keeps_counting() {
         let acme = tenant("acme");
         let (_, subscription) = configured(&store, &acme).await;
         let captured = capture(&store, &subscription, &[NOW, NOW]).await;
-        let claimed = store.claim_due_deliveries(NOW, 1, LEASE_MS).await.unwrap();
+        let claimed = store
+            .claim_due_deliveries(NOW, 1, LEASE_MS, &[])
+            .await
+            .unwrap();
         let dead = attempted(&claimed[0], DeliveryStatus::Failed, 400, NOW);
         store.finish_deliveries(vec![dead]).await.unwrap();
 
@@ -384,7 +433,7 @@ async fn replaying_a_delivery_sends_it_again_and_keeps_counting() {
         assert_eq!(replayed.attempts, 1);
         assert_eq!(replayed.next_attempt_at, later);
         let claimed = store
-            .claim_due_deliveries(later, 10, LEASE_MS)
+            .claim_due_deliveries(later, 10, LEASE_MS, &[])
             .await
             .unwrap();
         assert_eq!(ids(&claimed), ids(&captured));
@@ -439,7 +488,7 @@ async fn replaying_failures_picks_the_endpoints_failed_deliveries_in_range() {
 
         assert_eq!(replayed, 2);
         let claimed = store
-            .claim_due_deliveries(later, 10, LEASE_MS)
+            .claim_due_deliveries(later, 10, LEASE_MS, &[])
             .await
             .unwrap();
         assert_eq!(ids(&claimed), vec![first.id.clone(), second.id.clone()]);
