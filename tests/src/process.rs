@@ -42,6 +42,23 @@ impl WeftProcess {
         Self::launch(None, workdir, args, Some(BOOTSTRAP_KEY), Some(log))
     }
 
+    /// Like [`WeftProcess::start_with`] on `./weft.db`, with the process's
+    /// open-file limit set to `open_files` (with `prlimit`).
+    pub fn start_with_open_files(
+        workdir: &std::path::Path,
+        args: &[&str],
+        open_files: u64,
+    ) -> Self {
+        Self::spawn(
+            None,
+            workdir,
+            args,
+            Some(BOOTSTRAP_KEY),
+            None,
+            Some(open_files),
+        )
+    }
+
     /// Starts `weft serve` in `workdir` as someone who chose no bootstrap key.
     pub fn start_without_chosen_key(workdir: &std::path::Path) -> Self {
         Self::launch(None, workdir, &[], None, None)
@@ -54,7 +71,28 @@ impl WeftProcess {
         bootstrap_key: Option<&str>,
         log: Option<&std::path::Path>,
     ) -> Self {
-        let mut command = Command::new(crate::weft_binary());
+        Self::spawn(database_url, workdir, args, bootstrap_key, log, None)
+    }
+
+    fn spawn(
+        database_url: Option<&str>,
+        workdir: &std::path::Path,
+        args: &[&str],
+        bootstrap_key: Option<&str>,
+        log: Option<&std::path::Path>,
+        open_files: Option<u64>,
+    ) -> Self {
+        let mut command = match open_files {
+            // prlimit runs the binary in its own process, with the limit set.
+            Some(limit) => {
+                let mut command = Command::new("prlimit");
+                command
+                    .arg(format!("--nofile={limit}:{limit}"))
+                    .arg(crate::weft_binary());
+                command
+            }
+            None => Command::new(crate::weft_binary()),
+        };
         command
             .args(["serve", "--listen", "127.0.0.1:0"])
             // The tests' receivers are on loopback, over plain http.
@@ -111,6 +149,18 @@ impl WeftProcess {
             printed,
             child,
         }
+    }
+
+    /// The process's id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// How many files (sockets included) the process has open now.
+    pub fn open_files(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.pid()))
+            .map(|entries| entries.count())
+            .unwrap_or(0)
     }
 
     /// SIGKILL: no chance to flush or finish anything.

@@ -169,10 +169,12 @@ impl TestWeft {
             state = state.trusting(issuer);
         }
         let app = router(state);
-        let server = tokio::spawn(async move {
-            let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
-            axum::serve(listener, app).await.unwrap();
-        });
+        let server = tokio::spawn(weft_engine::api::serve(
+            listener,
+            app,
+            weft_engine::api::ConnectionLimits::default(),
+            std::future::pending(),
+        ));
         // The harness's own key publishes as fast as a test or benchmark asks.
         let admin_key = make_key(&store, "default", "admin", &[], Some(1_000_000)).await;
         Self {

@@ -137,6 +137,40 @@ impl ApiError {
         )
     }
 
+    pub fn request_timeout(detail: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "request_timeout",
+            "Request timeout",
+            detail,
+        )
+    }
+
+    /// The problem document of an error that a layer under the API answered
+    /// with `status` and `text` (axum's refusal of a query string, say).
+    pub fn from_status(status: StatusCode, text: String) -> Self {
+        let (code, title) = match status {
+            StatusCode::BAD_REQUEST => ("bad_request", "Bad request"),
+            StatusCode::NOT_FOUND => ("not_found", "Not found"),
+            StatusCode::METHOD_NOT_ALLOWED => ("method_not_allowed", "Method not allowed"),
+            StatusCode::PAYLOAD_TOO_LARGE => ("payload_too_large", "Payload too large"),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => {
+                ("unsupported_media_type", "Unsupported media type")
+            }
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE => {
+                ("headers_too_large", "Request header fields too large")
+            }
+            status if status.is_client_error() => ("client_error", "Client error"),
+            _ => ("internal", "Internal error"),
+        };
+        let detail = if text.is_empty() {
+            status.canonical_reason().unwrap_or(title).to_owned()
+        } else {
+            text
+        };
+        Self::new(status, code, title, detail)
+    }
+
     /// Names the field at fault.
     pub fn at(mut self, field: impl Into<String>) -> Self {
         self.field = Some(field.into());

@@ -8,6 +8,7 @@
 mod api_keys;
 mod audit;
 mod caller;
+mod connections;
 mod deliveries;
 mod endpoints;
 mod error;
@@ -20,6 +21,10 @@ mod subscriptions;
 mod text;
 
 pub use api_keys::{NewApiKey, new_api_key};
+pub use connections::{
+    ConnectionLimits, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_PER_PEER, DEFAULT_REQUEST_HEAD_TIMEOUT,
+    connections_that_fit, serve,
+};
 pub use error::ApiError;
 pub use plugins::stored_plugin;
 
@@ -32,9 +37,9 @@ use axum::{Router, middleware};
 use std::sync::Arc;
 use tokio::sync::Notify;
 
-/// The largest request body accepted: the product sheet's 10 MB payloads plus
-/// the envelope around them. Larger bodies get 413.
-pub const MAX_BODY_BYTES: usize = 10 * 1024 * 1024 + 64 * 1024;
+/// The largest request body accepted: the product sheet's 10 MB, as
+/// 10,000,000 bytes. Larger bodies get 413.
+pub const MAX_BODY_BYTES: usize = 10_000_000;
 
 /// What every handler can reach.
 #[derive(Clone)]
@@ -96,20 +101,21 @@ impl AppState {
 /// (`into_make_service_with_connect_info::<SocketAddr>()`): keys limited to
 /// some networks are refused without them.
 pub fn router(state: AppState) -> Router {
+    // Bodies are read by `read_body`, under the size limit of their route.
     let authenticated = Router::new()
         .merge(events::routes())
         .merge(endpoints::routes())
         .merge(subscriptions::routes())
         .merge(deliveries::routes())
         .merge(event_types::routes())
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(middleware::from_fn_with_state(
-            MAX_BODY_BYTES,
-            request_limits::refuse_declared_oversize,
-        ))
-        .merge(plugins::routes())
         .merge(api_keys::routes())
         .merge(audit::routes())
+        .layer(middleware::from_fn_with_state(
+            MAX_BODY_BYTES,
+            request_limits::read_body,
+        ))
+        .merge(plugins::routes())
+        .layer(DefaultBodyLimit::disable())
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             caller::authenticate,
@@ -121,5 +127,6 @@ pub fn router(state: AppState) -> Router {
         .layer(middleware::from_fn(
             request_limits::refuse_oversized_headers,
         ))
+        .layer(middleware::from_fn(request_limits::bound_and_explain))
         .with_state(state)
 }

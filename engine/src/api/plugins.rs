@@ -5,7 +5,7 @@ use super::caller::{Caller, Configure, Read};
 use super::{ApiError, AppState};
 use crate::model::{TenantId, now_millis};
 use crate::store::StoredPlugin;
-use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::middleware;
 use axum::routing::get;
@@ -103,13 +103,10 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route(
             "/v1/plugins",
-            get(list)
-                .post(upload)
-                .layer(DefaultBodyLimit::max(MAX_PLUGIN_BYTES))
-                .layer(middleware::from_fn_with_state(
-                    MAX_PLUGIN_BYTES,
-                    super::request_limits::refuse_declared_oversize,
-                )),
+            get(list).post(upload).layer(middleware::from_fn_with_state(
+                MAX_PLUGIN_BYTES,
+                super::request_limits::read_body,
+            )),
         )
         .route("/v1/plugins/{name}", get(versions))
 }

@@ -1,6 +1,9 @@
 //! `weft serve`: the HTTP API and the delivery workers in one process.
 
-use crate::api::{AppState, NewApiKey, new_api_key, router};
+use crate::api::{
+    AppState, ConnectionLimits, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_PER_PEER,
+    DEFAULT_REQUEST_HEAD_TIMEOUT, NewApiKey, connections_that_fit, new_api_key, router,
+};
 use crate::auth::{self, TokenIssuer, TokenKey};
 use crate::delivery::{
     DEFAULT_ENDPOINT_CONCURRENCY, DEFAULT_MAX_IN_FLIGHT, NetworkPolicy, Outbound, Throttle,
@@ -14,6 +17,7 @@ use clap::Args;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::{Notify, watch};
 
 #[derive(Debug, Args)]
@@ -67,6 +71,17 @@ pub struct ServeArgs {
     /// their own share of the places.
     #[arg(long, default_value_t = DEFAULT_ENDPOINT_CONCURRENCY, env = "WEFT_MAX_IN_FLIGHT_PER_ENDPOINT", value_name = "DELIVERIES")]
     pub max_in_flight_per_endpoint: u32,
+    /// Connections the API keeps open at once; more are answered 503 and
+    /// closed. Lowered at start to what the process's open-file limit leaves.
+    #[arg(long, default_value_t = DEFAULT_MAX_CONNECTIONS, env = "WEFT_MAX_CONNECTIONS", value_name = "CONNECTIONS")]
+    pub max_connections: usize,
+    /// Connections the API keeps open at once from one address.
+    #[arg(long, default_value_t = DEFAULT_MAX_PER_PEER, env = "WEFT_MAX_CONNECTIONS_PER_PEER", value_name = "CONNECTIONS")]
+    pub max_connections_per_peer: usize,
+    /// Seconds a client has to send a request's head, and that an idle
+    /// keep-alive connection stays open.
+    #[arg(long, default_value_t = DEFAULT_REQUEST_HEAD_TIMEOUT.as_secs(), env = "WEFT_REQUEST_HEAD_TIMEOUT_SECONDS", value_name = "SECONDS")]
+    pub request_head_timeout_seconds: u64,
     /// Let endpoints (and OAuth token URLs) use plain http://. For
     /// development: without it, Weft sends over HTTPS only.
     #[arg(long, env = "WEFT_ALLOW_HTTP")]
@@ -147,6 +162,10 @@ impl TokenArgs {
     }
 }
 
+/// Open files a process needs besides the API's connections and its
+/// deliveries: database connections, plugin artifacts, logs, with room to spare.
+const FILES_BESIDES_CONNECTIONS: usize = 256;
+
 pub fn run(args: ServeArgs, artifact_dir: Option<PathBuf>) -> Result<()> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -215,13 +234,22 @@ async fn serve(args: ServeArgs, artifact_dir: Option<PathBuf>) -> Result<()> {
     if let Some(issuer) = issuer {
         state = state.trusting(issuer);
     }
-    axum::serve(
-        listener,
-        router(state).into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown_signal())
-    .await
-    .context("the HTTP server failed")?;
+    // Files besides the API's connections: deliveries in flight, the
+    // database's connections, plugin artifacts, the log.
+    let reserved = args.max_in_flight.saturating_add(FILES_BESIDES_CONNECTIONS);
+    let max_connections = connections_that_fit(args.max_connections, reserved);
+    if max_connections < args.max_connections {
+        tracing::warn!(
+            max_connections,
+            "the open-file limit leaves room for fewer connections than --max-connections asks"
+        );
+    }
+    let limits = ConnectionLimits {
+        max_connections,
+        max_per_peer: args.max_connections_per_peer,
+        request_head_timeout: Duration::from_secs(args.request_head_timeout_seconds.max(1)),
+    };
+    crate::api::serve(listener, router(state), limits, shutdown_signal()).await;
     // Stop claiming; each worker records the batch it has in hand, then exits.
     let _ = stop.send(true);
     for worker in workers {
