@@ -196,9 +196,12 @@ pub struct Event {
 /// value tree only when something reads the values (a filter, a template, the
 /// API): a delivery whose plugins take the payload as text never parses it,
 /// and never writes it back out. It reads as a [`serde_json::Value`] through
-/// `Deref`; [`Payload::json`] gives the text.
+/// `Deref`; [`Payload::json`] gives the text. Clones share the text and the
+/// values: a payload of megabytes is cloned for the price of a pointer.
 #[derive(Clone)]
-pub struct Payload {
+pub struct Payload(std::sync::Arc<PayloadForms>);
+
+struct PayloadForms {
     /// The JSON text, when the payload came from the store.
     text: Option<Box<str>>,
     value: std::sync::OnceLock<serde_json::Value>,
@@ -209,24 +212,29 @@ impl Payload {
     /// building it).
     pub fn from_json(text: String) -> Result<Self, serde_json::Error> {
         serde_json::from_str::<serde::de::IgnoredAny>(&text)?;
-        Ok(Self {
+        Ok(Self(std::sync::Arc::new(PayloadForms {
             text: Some(text.into_boxed_str()),
             value: std::sync::OnceLock::new(),
-        })
+        })))
     }
 
     /// The payload as JSON text: the stored text, or the value written out.
     pub fn json(&self) -> std::borrow::Cow<'_, str> {
-        match &self.text {
+        match &self.0.text {
             Some(text) => std::borrow::Cow::Borrowed(text),
             None => std::borrow::Cow::Owned(self.value().to_string()),
         }
     }
 
+    /// The length of the JSON text, if the payload holds it already.
+    pub fn stored_len(&self) -> Option<usize> {
+        self.0.text.as_deref().map(str::len)
+    }
+
     /// The payload's values, parsed from the text on first use.
     pub fn value(&self) -> &serde_json::Value {
-        self.value.get_or_init(|| {
-            let text = self.text.as_deref().unwrap_or("null");
+        self.0.value.get_or_init(|| {
+            let text = self.0.text.as_deref().unwrap_or("null");
             serde_json::from_str(text).unwrap_or_else(|error| {
                 // Stored payloads were values when they were captured, so they
                 // parse again; this would take a hand-edited database.
@@ -239,10 +247,10 @@ impl Payload {
 
 impl From<serde_json::Value> for Payload {
     fn from(value: serde_json::Value) -> Self {
-        Self {
+        Self(std::sync::Arc::new(PayloadForms {
             text: None,
             value: std::sync::OnceLock::from(value),
-        }
+        }))
     }
 }
 

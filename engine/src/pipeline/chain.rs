@@ -3,6 +3,7 @@
 //! to deliver. Built once per subscription version and reused.
 
 use super::filter::Filter;
+use super::off_the_runtime;
 use super::template::{PayloadTemplate, TextTemplate};
 use crate::model::{Event, Subscription};
 use crate::runtime::{
@@ -42,8 +43,8 @@ pub struct PreviewReport {
 }
 
 pub struct SubscriptionChain {
-    filter: Option<(String, Filter)>,
-    template: Option<PayloadTemplate>,
+    filter: Option<(String, Arc<Filter>)>,
+    template: Option<Arc<PayloadTemplate>>,
     plugins: Vec<(String, AttachedPlugin)>,
 }
 
@@ -64,6 +65,7 @@ impl SubscriptionChain {
             Some(expression) => Some((
                 expression.clone(),
                 Filter::compile(expression)
+                    .map(Arc::new)
                     .map_err(|e| fail("filter".into(), "invalid_filter", e.to_string()))?,
             )),
             None => None,
@@ -71,6 +73,7 @@ impl SubscriptionChain {
         let template = match &subscription.template {
             Some(spec) => Some(
                 PayloadTemplate::compile(spec)
+                    .map(Arc::new)
                     .map_err(|e| fail("template".into(), "invalid_template", e.to_string()))?,
             ),
             None => None,
@@ -166,7 +169,7 @@ impl SubscriptionChain {
         let mut steps = StepLog(steps);
         let mut record = |step: &dyn Fn() -> Value| steps.record(step);
         if let Some((expression, filter)) = &self.filter {
-            match filter.evaluate(event) {
+            match filter.evaluate_async(event).await {
                 Ok(true) => record(
                     &|| json!({ "step": "filter", "expression": expression, "result": true }),
                 ),
@@ -215,7 +218,7 @@ impl SubscriptionChain {
             }
         }
         let body = match &self.template {
-            Some(template) => match template.render(event) {
+            Some(template) => match render_off_the_runtime(template, event).await {
                 Ok(rendered) => {
                     record(&|| json!({ "step": "template", "output": rendered }));
                     serde_json::to_vec(&rendered).unwrap_or_default()
@@ -263,6 +266,16 @@ impl SubscriptionChain {
         }
         ChainOutcome::Deliver(requests)
     }
+}
+
+/// Renders `template` for `event` on the expression pool: a template may take
+/// milliseconds of its fuel, which the async threads must not spend.
+async fn render_off_the_runtime(
+    template: &Arc<PayloadTemplate>,
+    event: &Event,
+) -> Result<Value, crate::pipeline::TemplateError> {
+    let (template, event) = (Arc::clone(template), event.clone());
+    off_the_runtime(move || template.render(&event)).await
 }
 
 /// Where a preview collects its step reports; a delivery has none.

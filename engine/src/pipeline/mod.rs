@@ -15,10 +15,16 @@ pub mod batch;
 pub mod chain;
 mod context;
 mod filter;
+mod offload;
 mod template;
 
-pub use filter::{Filter, FilterError, MAX_FILTER_BYTES};
+pub use filter::{
+    Cost as FilterCost, Filter, FilterError, MAX_BYTES as MAX_FILTER_MEMORY, MAX_FILTER_BYTES,
+    MAX_STEPS as MAX_FILTER_STEPS,
+};
+pub use offload::off_the_runtime;
 pub use template::{
-    MAX_RENDERED_BYTES, MAX_TEMPLATE_SOURCE_BYTES, MAX_TEMPLATE_STRINGS, PayloadTemplate,
-    TEMPLATE_FUEL, TemplateError, TemplatePart, TextTemplate, render_text,
+    MAX_RENDERED_BYTES, MAX_TEMPLATE_SOURCE_BYTES, MAX_TEMPLATE_STRINGS, PAYLOAD_TEMPLATE_FUEL,
+    PayloadTemplate, TEMPLATE_FUEL, TEXT_TEMPLATE_FUEL, TemplateError, TemplatePart, TextTemplate,
+    render_text,
 };

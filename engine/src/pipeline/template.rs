@@ -29,10 +29,22 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::io::Write;
 
-/// Instructions one template string may execute per render. A loop over a few
-/// thousand items fits; a template that would run for more than a few
-/// milliseconds does not.
+/// Fuel one template string may burn per render. minijinja charges fuel for
+/// every instruction and for every byte a template makes (64 bytes a fuel),
+/// checking an allocation of known size before it is made, so fuel bounds
+/// both the time and the memory of a render: a loop over a few thousand items
+/// fits; a template that would run for more than a few milliseconds, or build
+/// more than 6 MB, does not.
 pub const TEMPLATE_FUEL: u64 = 100_000;
+
+/// Fuel the strings of one payload template share: each gets its part, at
+/// most [`TEMPLATE_FUEL`].
+pub const PAYLOAD_TEMPLATE_FUEL: u64 = 1_000_000;
+
+/// Fuel of a text template such as an ordering key, which is rendered while
+/// an event is captured: a key is an identifier, and this bounds its render to
+/// some microseconds.
+pub const TEXT_TEMPLATE_FUEL: u64 = 2_000;
 
 /// Template strings in one payload template. With [`TEMPLATE_FUEL`] each, this
 /// bounds the CPU one render can take; real mappings have tens of fields.
@@ -91,7 +103,10 @@ pub enum TemplateError {
         line: usize,
         reason: String,
     },
-    #[error("{part}: rendering took more than {TEMPLATE_FUEL} steps; simplify the template")]
+    #[error(
+        "{part}: rendering ran out of fuel (each step and each byte it makes burns some); \
+         simplify the template"
+    )]
     OutOfFuel { part: TemplatePart },
     #[error("{part}: the rendered output exceeds {MAX_RENDERED_BYTES} bytes")]
     OutputTooLarge { part: TemplatePart },
@@ -149,10 +164,10 @@ impl PayloadTemplate {
                 });
             }
         };
-        Ok(Self {
-            env: compiler.env,
-            root,
-        })
+        let strings = u64::try_from(compiler.strings.max(1)).unwrap_or(u64::MAX);
+        let mut env = compiler.env;
+        env.set_fuel(Some((PAYLOAD_TEMPLATE_FUEL / strings).min(TEMPLATE_FUEL)));
+        Ok(Self { env, root })
     }
 
     /// The payload for `event`.
@@ -257,6 +272,7 @@ impl TextTemplate {
             });
         }
         let mut env = sandboxed_environment();
+        env.set_fuel(Some(TEXT_TEMPLATE_FUEL));
         env.add_template_owned(TEXT_TEMPLATE_NAME, source.to_owned())
             .map_err(|error| syntax_error(&TemplatePart::Text, &error))?;
         Ok(Self { env })
