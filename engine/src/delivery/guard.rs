@@ -18,7 +18,11 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-/// Special-purpose ranges, each with what it is, refused unless allow-listed.
+/// Special-purpose ranges (IANA's registries of IPv4 and IPv6 special-purpose
+/// addresses), each with what it is, refused unless allow-listed. Every IPv6
+/// range that can carry an IPv4 address inside it (mapped, compatible,
+/// translated, NAT64, 6to4, Teredo) is refused whole, so that no internal
+/// IPv4 address is reached in IPv6 clothing (`[::127.0.0.1]`).
 const REFUSED: &[(&str, &str)] = &[
     ("0.0.0.0/8", "a \"this network\" address"),
     ("10.0.0.0/8", "a private address"),
@@ -27,14 +31,30 @@ const REFUSED: &[(&str, &str)] = &[
     ("169.254.0.0/16", "a link-local address"),
     ("172.16.0.0/12", "a private address"),
     ("192.0.0.0/24", "an IETF protocol address"),
+    ("192.0.2.0/24", "a documentation address"),
+    ("192.88.99.0/24", "a 6to4 relay address"),
     ("192.168.0.0/16", "a private address"),
     ("198.18.0.0/15", "a benchmarking address"),
+    ("198.51.100.0/24", "a documentation address"),
+    ("203.0.113.0/24", "a documentation address"),
     ("224.0.0.0/4", "a multicast address"),
     ("240.0.0.0/4", "a reserved address"),
     ("::/128", "the unspecified address"),
     ("::1/128", "a loopback address"),
+    ("::/96", "an IPv4-compatible address"),
     ("::ffff:0:0/96", "an IPv4-mapped address"),
+    ("::ffff:0:0:0/96", "an IPv4-translated address"),
     ("64:ff9b::/96", "an IPv4/IPv6 translation address"),
+    ("64:ff9b:1::/48", "a local IPv4/IPv6 translation address"),
+    ("100::/64", "a discard-only address"),
+    ("2001::/32", "a Teredo address"),
+    ("2001:2::/48", "a benchmarking address"),
+    ("2001:10::/28", "an ORCHID address"),
+    ("2001:20::/28", "an ORCHID address"),
+    ("2001:db8::/32", "a documentation address"),
+    ("2002::/16", "a 6to4 address"),
+    ("3fff::/20", "a documentation address"),
+    ("5f00::/16", "a segment routing address"),
     ("fc00::/7", "a unique-local address"),
     ("fe80::/10", "a link-local address"),
     ("ff00::/8", "a multicast address"),
@@ -210,6 +230,17 @@ mod tests {
             ("::ffff:127.0.0.1", "IPv4-mapped"),
             ("::ffff:8.8.8.8", "IPv4-mapped"),
             ("224.0.0.1", "multicast"),
+            // IPv6 forms that carry an internal IPv4 address.
+            ("::127.0.0.1", "IPv4-compatible"),
+            ("::10.0.0.1", "IPv4-compatible"),
+            ("::ffff:0:7f00:1", "IPv4-translated"),
+            ("64:ff9b::a9fe:a9fe", "translation"),
+            ("64:ff9b:1::7f00:1", "translation"),
+            ("2002:7f00:1::1", "6to4"),
+            ("2002:a9fe:a9fe::", "6to4"),
+            ("2001:0:4136:e378:8000:63bf:80ff:fffe", "Teredo"),
+            ("2001:db8::1", "documentation"),
+            ("192.0.2.10", "documentation"),
         ] {
             let refusal = policy
                 .refusal(address.parse().unwrap())
