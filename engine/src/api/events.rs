@@ -11,7 +11,7 @@ use super::text::check_idempotency_key;
 use super::{ApiError, AppState};
 use crate::ingest::{Captured, IngestError, Publication};
 use crate::model::{Event, EventId, TenantId};
-use crate::store::IngestOutcome;
+use crate::store::{IngestOutcome, StoreError};
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
@@ -80,7 +80,7 @@ async fn publish(
         published.idempotency_key = idempotency_header(&headers)?;
     }
     let event = state.accept(&tenant, published, "").await?;
-    let outcomes = state.capture(&tenant, vec![event]).await?;
+    let outcomes = state.capture(&tenant, vec![event], Shape::Single).await?;
     Ok((StatusCode::ACCEPTED, Json(outcome_json(&outcomes[0]))))
 }
 
@@ -109,7 +109,7 @@ async fn publish_batch(
                 .await?,
         );
     }
-    let outcomes = state.capture(&tenant, events).await?;
+    let outcomes = state.capture(&tenant, events, Shape::Batch).await?;
     let results: Vec<Value> = outcomes.iter().map(outcome_json).collect();
     Ok((StatusCode::ACCEPTED, Json(json!({ "events": results }))))
 }
@@ -191,12 +191,29 @@ impl AppState {
         &self,
         tenant: &TenantId,
         events: Vec<Event>,
+        shape: Shape,
     ) -> Result<Vec<Captured>, ApiError> {
         self.ingest
             .capture(tenant, events)
             .await
-            .map_err(|error| ingest_error(error, ""))
+            .map_err(|error| match error {
+                IngestError::Store(StoreError::Repeated { index, .. }) => {
+                    let problem = ApiError::idempotency_conflict(error.to_string());
+                    match shape {
+                        Shape::Batch => problem.at(format!("events[{index}]")),
+                        Shape::Single => problem,
+                    }
+                }
+                other => ingest_error(other, ""),
+            })
     }
+}
+
+/// Whether a capture is one event or a batch: errors name a batch's events.
+#[derive(Debug, Clone, Copy)]
+enum Shape {
+    Single,
+    Batch,
 }
 
 /// The problem document of a refused publication; `field` prefixes the name

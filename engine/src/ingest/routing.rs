@@ -163,7 +163,10 @@ mod tests {
         let long = routed("{% for i in range(40) %}{{ order.customer_id }}{% endfor %}")
             .ordering_key(&event)
             .unwrap();
-        assert!(long.starts_with("sha256:") && long.len() == 7 + 64, "{long}");
+        assert!(
+            long.starts_with("sha256:") && long.len() == 7 + 64,
+            "{long}"
+        );
         // The same long key gives the same digest: it still orders.
         let again = routed("{% for i in range(40) %}{{ order.customer_id }}{% endfor %}")
             .ordering_key(&event);

@@ -10,6 +10,18 @@ pub enum StoreError {
     /// The operation contradicts what is stored: a duplicate, or an object still in use.
     #[error("{0}")]
     Conflict(String),
+    /// Event `index` of a capture repeats a stored (or earlier) event by its
+    /// id or idempotency key, but is not the same event: another type,
+    /// payload or metadata.
+    #[error(
+        "{by} already names event {existing}, which has another type, payload or metadata: \
+         an idempotency key (or an event id) stands for one event; use a new one for a new event"
+    )]
+    Repeated {
+        index: usize,
+        existing: String,
+        by: String,
+    },
     /// The caller passed something the store cannot write as given.
     #[error("{0}")]
     Invalid(String),

@@ -64,6 +64,14 @@ impl Store {
         }
         check_deliveries_follow_their_event(batch)?;
         let occurrences = occurrences_in_batch(batch);
+        for (index, occurrence) in occurrences.iter().enumerate() {
+            if let Occurrence::Repeat(first) = *occurrence {
+                let (repeat, first) = (&batch[index].event, &batch[first].event);
+                if !same_event(repeat, first) {
+                    return Err(repeated(index, repeat, first.id.as_str()));
+                }
+            }
+        }
         let firsts: Vec<usize> = (0..batch.len())
             .filter(|&index| matches!(occurrences[index], Occurrence::First))
             .collect();
@@ -302,7 +310,10 @@ async fn find_kept_events(
                 .collect();
             let mut statement = SqlBuilder::new(tx.dialect());
             statement
-                .sql("SELECT id, idempotency_key FROM events WHERE tenant = ")
+                .sql(
+                    "SELECT id, idempotency_key, event_type, payload, metadata \
+                     FROM events WHERE tenant = ",
+                )
                 .parameter(tenant.as_str())
                 .sql(" AND (id IN (")
                 .list(ids)
@@ -321,38 +332,93 @@ async fn find_kept_events(
                     "looking up the stored events that {} events of tenant {tenant} repeat",
                     chunk.len()
                 )))?;
-            let mut existing_ids = HashSet::new();
-            let mut existing_by_key = HashMap::new();
+            let mut by_id = HashMap::new();
+            let mut by_key = HashMap::new();
             for row in &rows {
-                let id: String = row.get("id")?;
+                let stored = StoredRepeat::from_row(row)?;
                 if let Some(key) = row.get::<Option<String>>("idempotency_key")? {
-                    existing_by_key.insert(key, id.clone());
+                    by_key.insert(key, stored.clone());
                 }
-                existing_ids.insert(id);
+                by_id.insert(stored.id.as_str().to_owned(), stored);
             }
             for &index in chunk {
                 let event = &batch[index].event;
-                let existing = if existing_ids.contains(event.id.as_str()) {
-                    event.id.clone()
-                } else {
-                    let found = event
+                let found = by_id.get(event.id.as_str()).or_else(|| {
+                    event
                         .idempotency_key
                         .as_ref()
-                        .and_then(|key| existing_by_key.get(key));
-                    let Some(id) = found else {
-                        return Err(StoreError::Conflict(format!(
-                            "event {} of tenant {tenant} conflicts with a stored event that cannot be found",
-                            event.id
-                        )));
-                    };
-                    EventId::parse(id)
-                        .map_err(|error| StoreError::Corrupt(format!("events.id: {error}")))?
+                        .and_then(|key| by_key.get(key))
+                });
+                let Some(stored) = found else {
+                    return Err(StoreError::Conflict(format!(
+                        "event {} of tenant {tenant} conflicts with a stored event that cannot be found",
+                        event.id
+                    )));
                 };
-                kept.insert(index, existing);
+                if !stored.is(event) {
+                    return Err(repeated(index, event, stored.id.as_str()));
+                }
+                kept.insert(index, stored.id.clone());
             }
         }
     }
     Ok(kept)
+}
+
+/// What a repeat is compared with: a stored event's id and content.
+#[derive(Clone)]
+struct StoredRepeat {
+    id: EventId,
+    event_type: String,
+    payload: Payload,
+    metadata: std::collections::BTreeMap<String, String>,
+}
+
+impl StoredRepeat {
+    fn from_row(row: &Row) -> Result<Self, StoreError> {
+        let id = row.get_id("id", EventId::parse)?;
+        let owner = format!("event {id}");
+        Ok(Self {
+            event_type: row.get("event_type")?,
+            payload: Payload::from_json(row.get("payload")?)
+                .map_err(|error| StoreError::Corrupt(format!("payload of {owner}: {error}")))?,
+            metadata: json_column(row, "metadata", &owner)?,
+            id,
+        })
+    }
+
+    fn is(&self, event: &Event) -> bool {
+        self.event_type == event.event_type
+            && self.metadata == event.metadata
+            && self.payload == event.payload
+    }
+}
+
+/// Whether `repeat` is the same event as `first`: a publisher retrying.
+/// When it happened and when it arrived are not compared: a retry that leaves
+/// them out gets new ones.
+fn same_event(repeat: &Event, first: &Event) -> bool {
+    repeat.event_type == first.event_type
+        && repeat.metadata == first.metadata
+        && repeat.payload == first.payload
+}
+
+/// The refusal of event `index`, which repeats event `existing` by its id or
+/// key without being the same event.
+fn repeated(index: usize, event: &Event, existing: &str) -> StoreError {
+    let by = if event.id.as_str() == existing {
+        format!("event id {existing}")
+    } else {
+        match &event.idempotency_key {
+            Some(key) => format!("idempotency key {key:?}"),
+            None => format!("event id {}", event.id),
+        }
+    };
+    StoreError::Repeated {
+        index,
+        existing: existing.to_owned(),
+        by,
+    }
 }
 
 fn event_from_row(row: &Row) -> Result<Event, StoreError> {

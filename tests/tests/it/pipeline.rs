@@ -314,6 +314,34 @@ async fn an_idempotency_key_makes_a_retried_publish_harmless() {
         assert_eq!(first["id"], second["id"]);
         assert_eq!(second["duplicate"], true);
         receiver.wait_for(1, WAIT).await;
+
+        // The same key (or event id) for another event is refused, as Stripe
+        // does, and the other event is not stored in its place.
+        let mut other = event.clone();
+        other["data"]["customer"]["name"] = json!("Someone Else Sdn Bhd");
+        let (status, problem) = weft.call("POST", "/v1/events", Some(&other), &key).await;
+        assert_eq!(status, 409, "{backend:?}: {problem}");
+        assert_eq!(problem["type"], "idempotency_conflict", "{problem}");
+        let detail = problem["detail"].as_str().unwrap();
+        assert!(
+            detail.contains("customer-42-created")
+                && detail.contains(first["id"].as_str().unwrap()),
+            "{detail}"
+        );
+        let mut same_id = other.clone();
+        same_id["id"] = first["id"].clone();
+        let batch = json!({ "events": [
+            { "type": "customer.created", "data": event["data"] },
+            same_id
+        ] });
+        let (status, problem) = weft.post("/v1/events/batch", &batch).await;
+        assert_eq!(status, 409, "{backend:?}: {problem}");
+        assert_eq!(problem["field"], "events[1]", "{problem}");
+        let (_, stored) = weft
+            .get(&format!("/v1/events/{}", first["id"].as_str().unwrap()))
+            .await;
+        assert_eq!(stored["payload"], event["data"], "{backend:?}");
+
         tokio::time::sleep(Duration::from_millis(200)).await;
         assert_eq!(receiver.received().len(), 1);
         weft.stop().await;

@@ -68,9 +68,10 @@ async fn an_event_id_seen_before_is_a_duplicate_without_deliveries() {
             .await
             .unwrap();
 
-        // A retry with the same id, in a later batch and twice in this one.
+        // A retry with the same id, in a later batch and twice in this one:
+        // received again, later, but the same event.
         let mut retry = new_event(original.event.clone(), &subscription);
-        retry.event.payload = serde_json::json!({ "changed": true }).into();
+        retry.event.received_at += 1_000;
         let fresh = new_event(event(&acme), &subscription);
         let outcomes = store
             .insert_events(&[retry.clone(), fresh.clone(), retry.clone()])
@@ -140,6 +141,74 @@ async fn an_idempotency_key_seen_before_is_a_duplicate_of_the_first_event() {
             };
             assert_eq!(store.list_deliveries(&acme, &query).await.unwrap(), vec![]);
         }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn an_id_or_key_reused_for_another_event_is_refused_and_nothing_is_written() {
+    on_both_backends(|store| async move {
+        let acme = tenant("acme");
+        let (_, subscription) = configured(&store, &acme).await;
+        let mut first = new_event(event(&acme), &subscription);
+        first.event.idempotency_key = Some("order-1001".into());
+        store
+            .insert_events(std::slice::from_ref(&first))
+            .await
+            .unwrap();
+
+        let changed = |mut repeat: NewEvent| {
+            repeat.event.payload = serde_json::json!({ "order": { "id": "SO-9999" } }).into();
+            repeat
+        };
+        let by_key = {
+            let mut event = event(&acme);
+            event.idempotency_key = Some("order-1001".into());
+            changed(new_event(event, &subscription))
+        };
+        let by_id = changed(new_event(first.event.clone(), &subscription));
+        let mut other_type = new_event(first.event.clone(), &subscription);
+        other_type.event.event_type = "sales_order.cancelled".into();
+        for (name, repeat, by) in [
+            ("by key", by_key, "idempotency key \"order-1001\""),
+            ("by id", by_id, "event id"),
+            ("another type", other_type, "event id"),
+        ] {
+            let fresh = new_event(event(&acme), &subscription);
+            let error = store
+                .insert_events(&[fresh.clone(), repeat])
+                .await
+                .unwrap_err();
+            match &error {
+                StoreError::Repeated {
+                    index,
+                    existing,
+                    by: named,
+                } => {
+                    assert_eq!(*index, 1, "{name}");
+                    assert_eq!(existing, first.event.id.as_str(), "{name}");
+                    assert!(named.starts_with(by), "{name}: {named}");
+                }
+                other => panic!("{name}: {other:?}"),
+            }
+            // The batch is refused whole.
+            assert_eq!(store.get_event(&acme, &fresh.event.id).await.unwrap(), None);
+        }
+        assert_eq!(
+            store.get_event(&acme, &first.event.id).await.unwrap(),
+            Some(first.event.clone())
+        );
+
+        // Twice in one batch, differently: refused too.
+        let mut one = new_event(event(&acme), &subscription);
+        one.event.idempotency_key = Some("order-2002".into());
+        let mut two = changed(new_event(event(&acme), &subscription));
+        two.event.idempotency_key = Some("order-2002".into());
+        let error = store.insert_events(&[one, two]).await.unwrap_err();
+        assert!(
+            matches!(error, StoreError::Repeated { index: 1, .. }),
+            "{error:?}"
+        );
     })
     .await;
 }
