@@ -21,6 +21,7 @@ mod guest;
 mod limits;
 mod output;
 mod plugin;
+mod slots;
 mod validate;
 
 pub use bindings::types::{Event, Request};
@@ -93,7 +94,11 @@ pub struct PluginRuntime {
     linker: Linker<GuestState>,
     loaded: moka::sync::Cache<String, Arc<Plugin>>,
     artifacts: Option<ArtifactCache>,
+    /// Async callers queue here, without holding a thread, before they take
+    /// one of `slots` on a blocking thread; as many permits as slots.
     permits: Arc<tokio::sync::Semaphore>,
+    /// Every instantiation's place in the instance pool.
+    slots: Arc<slots::InstanceSlots>,
     config: RuntimeConfig,
     pooling: bool,
     _ticker: EpochTicker,
@@ -143,6 +148,9 @@ impl PluginRuntime {
             permits: Arc::new(tokio::sync::Semaphore::new(
                 config.max_concurrent_invocations as usize,
             )),
+            slots: slots::InstanceSlots::new(
+                (config.max_concurrent_invocations + limits::pool::LOAD_HEADROOM) as usize,
+            ),
             engine,
             linker,
             artifacts,
@@ -260,7 +268,10 @@ impl PluginRuntime {
                 Linked::Integration(IntegrationPre::new(instance_pre).map_err(mismatch)?)
             }
         };
-        let info = plugin::describe(&linked, &digest).map_err(LoadError::Describe)?;
+        let info = {
+            let _slot = self.slots.take();
+            plugin::describe(&linked, &digest).map_err(LoadError::Describe)?
+        };
         let schema: serde_json::Value = serde_json::from_str(&info.config_schema)
             .map_err(|e| LoadError::ConfigSchema(format!("not JSON: {e}")))?;
         let config_schema = crate::schema::JsonSchema::compile(&schema)
@@ -273,12 +284,14 @@ impl PluginRuntime {
             config_schema,
             linked,
             size,
+            slots: Arc::clone(&self.slots),
         })
     }
 
     /// Runs `plugin` on `event` on the blocking thread pool, once an invocation
     /// permit is free: when every permit is taken, callers queue here instead of
-    /// failing.
+    /// failing (and without holding a thread). The invocation then takes its
+    /// place in the instance pool as every instantiation does.
     pub async fn invoke(&self, plugin: &AttachedPlugin, event: Event) -> Invocation {
         let _permit = self
             .permits

@@ -23,6 +23,8 @@ pub struct Plugin {
     pub(crate) config_schema: JsonSchema,
     pub(crate) linked: Linked,
     pub(crate) size: usize,
+    /// The runtime's places for instances: every invocation takes one.
+    pub(crate) slots: Arc<super::slots::InstanceSlots>,
 }
 
 /// The pre-linked instance of each world, type-checked against its exports.
@@ -143,11 +145,12 @@ impl AttachedPlugin {
         self.limits
     }
 
-    /// Runs the plugin on `event` in a fresh instance, on this thread.
-    ///
-    /// This does not wait for an invocation permit: callers that run many
-    /// invocations at once go through [`super::PluginRuntime::invoke`].
+    /// Runs the plugin on `event` in a fresh instance, on this thread, once it
+    /// has a place in the instance pool (waiting for one when all are taken).
+    /// Async callers go through [`super::PluginRuntime::invoke`], which queues
+    /// them without holding a thread.
     pub fn invoke(&self, event: &Event) -> Invocation {
+        let _slot = self.plugin.slots.take();
         invoke(&self.plugin, &self.config, self.limits, event)
     }
 }

@@ -172,6 +172,8 @@ fn plugin_errors_keep_their_variant_and_decide_the_disposition() {
     assert!(message.contains("no-such-mode"), "{message}");
 }
 
+/// 18 threads call at once, more than the pool has places for (two per core
+/// plus eight): each waits for a place instead of failing to instantiate.
 #[test]
 fn failures_on_many_threads_leave_every_healthy_call_working() {
     let modes = ["loop", "hog", "panic", "bad-json", "flood", "ok"];
