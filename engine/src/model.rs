@@ -488,9 +488,23 @@ pub struct Subscription {
     /// `batching`.
     pub ordering_key: Option<String>,
     pub enabled: bool,
+    /// Set when a plugin reported its configuration wrong: deliveries are held
+    /// until an administrator resumes the subscription.
+    #[serde(default)]
+    pub paused: Option<Pause>,
     pub created_at: UnixMillis,
     pub updated_at: UnixMillis,
 }
+
+/// Why and since when a subscription is paused.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pause {
+    pub reason: String,
+    pub at: UnixMillis,
+}
+
+/// When a held delivery falls due: never, until it is released (9999-12-31).
+pub const ON_HOLD: UnixMillis = 253_402_300_799_999;
 
 /// Where a delivery stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -554,7 +568,8 @@ pub struct Delivery {
 
 impl Delivery {
     /// A new pending delivery of `event` to `subscription`, due as soon as the
-    /// event was received.
+    /// event was received. (If the subscription is paused, the worker that
+    /// claims it holds it, on the subscription as stored then.)
     pub fn pending(
         event: &Event,
         subscription: &Subscription,

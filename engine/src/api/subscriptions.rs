@@ -10,14 +10,16 @@ use super::error::parse_json;
 use super::events::PublishedEvent;
 use super::{ApiError, AppState};
 use crate::ingest::{subscribes_to, validate_pattern};
-use crate::model::{Batching, PluginRef, Subscription, SubscriptionId, TenantId, now_millis};
+use crate::model::{
+    Batching, Pause, PluginRef, Subscription, SubscriptionId, TenantId, now_millis,
+};
 use crate::pipeline::chain::{ChainBuildError, SubscriptionChain};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use bytes::Bytes;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 /// Batches hold at most this many events, and wait at most this long.
@@ -44,20 +46,45 @@ fn enabled_by_default() -> bool {
     true
 }
 
-/// A subscription as the audit log keeps it.
+/// A subscription as the API shows it (and the audit log keeps it): its
+/// fields, and where it stands: `active`, `paused` (a plugin reported its
+/// configuration wrong; deliveries are held until it is resumed) or `disabled`.
+#[derive(Serialize)]
+struct SubscriptionView<'a> {
+    #[serde(flatten)]
+    subscription: &'a Subscription,
+    status: &'static str,
+}
+
 fn view(subscription: &Subscription) -> Value {
-    serde_json::to_value(subscription).unwrap_or_default()
+    let status = match (&subscription.paused, subscription.enabled) {
+        (Some(_), _) => "paused",
+        (None, false) => "disabled",
+        (None, true) => "active",
+    };
+    serde_json::to_value(SubscriptionView {
+        subscription,
+        status,
+    })
+    .unwrap_or_default()
 }
 
 async fn create(
     State(state): State<AppState>,
     caller: Caller<Configure>,
     body: Bytes,
-) -> Result<(StatusCode, Json<Subscription>), ApiError> {
+) -> Result<(StatusCode, Json<Value>), ApiError> {
     let input: SubscriptionInput = parse_json(&body)?;
     let now = now_millis();
     let subscription = state
-        .checked(&caller.tenant, input, SubscriptionId::generate(), now, now)
+        .checked(
+            &caller.tenant,
+            input,
+            SubscriptionId::generate(),
+            now,
+            now,
+            None,
+        )
         .await?;
     let audit = caller.audit(
         "subscription.create",
@@ -72,7 +99,7 @@ async fn create(
         .await
         .map_err(endpoint_field)?;
     state.ingest.subscriptions_changed(&caller.tenant);
-    Ok((StatusCode::CREATED, Json(subscription)))
+    Ok((StatusCode::CREATED, Json(view(&subscription))))
 }
 
 async fn update(
@@ -80,7 +107,7 @@ async fn update(
     caller: Caller<Configure>,
     Path(id): Path<String>,
     body: Bytes,
-) -> Result<Json<Subscription>, ApiError> {
+) -> Result<Json<Value>, ApiError> {
     let existing = find(&state, &caller.tenant, &id).await?;
     let input: SubscriptionInput = parse_json(&body)?;
     let before = view(&existing);
@@ -91,6 +118,7 @@ async fn update(
             existing.id,
             existing.created_at,
             now_millis(),
+            existing.paused,
         )
         .await?;
     let audit = caller.audit(
@@ -106,7 +134,7 @@ async fn update(
         .await
         .map_err(endpoint_field)?;
     state.ingest.subscriptions_changed(&caller.tenant);
-    Ok(Json(subscription))
+    Ok(Json(view(&subscription)))
 }
 
 async fn list(
@@ -114,15 +142,46 @@ async fn list(
     Caller { tenant, .. }: Caller<Read>,
 ) -> Result<Json<Value>, ApiError> {
     let subscriptions = state.store.list_subscriptions(&tenant).await?;
-    Ok(Json(serde_json::json!({ "subscriptions": subscriptions })))
+    let shown: Vec<Value> = subscriptions.iter().map(view).collect();
+    Ok(Json(serde_json::json!({ "subscriptions": shown })))
 }
 
 async fn show(
     State(state): State<AppState>,
     Caller { tenant, .. }: Caller<Read>,
     Path(id): Path<String>,
-) -> Result<Json<Subscription>, ApiError> {
-    find(&state, &tenant, &id).await.map(Json)
+) -> Result<Json<Value>, ApiError> {
+    find(&state, &tenant, &id)
+        .await
+        .map(|subscription| Json(view(&subscription)))
+}
+
+/// Resumes a subscription a plugin paused, and releases its held deliveries:
+/// for after its configuration (or its plugin) has been fixed.
+async fn resume(
+    State(state): State<AppState>,
+    caller: Caller<Configure>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let subscription = find(&state, &caller.tenant, &id).await?;
+    let resumed = Subscription {
+        paused: None,
+        ..subscription.clone()
+    };
+    let audit = caller.audit(
+        "subscription.resume",
+        &subscription.id,
+        Some(view(&subscription)),
+        Some(view(&resumed)),
+    );
+    state
+        .store
+        .audited(audit)
+        .resume_subscription(&caller.tenant, &subscription.id, now_millis())
+        .await?;
+    state.ingest.subscriptions_changed(&caller.tenant);
+    state.wake.notify_waiters();
+    Ok(Json(view(&resumed)))
 }
 
 async fn delete(
@@ -206,6 +265,7 @@ impl AppState {
         id: SubscriptionId,
         created_at: i64,
         updated_at: i64,
+        paused: Option<Pause>,
     ) -> Result<Subscription, ApiError> {
         super::text::check_name("name", &input.name)?;
         let endpoint_id = crate::model::EndpointId::parse(&input.endpoint_id)
@@ -257,6 +317,7 @@ impl AppState {
             batching: input.batching,
             ordering_key: input.ordering_key,
             enabled: input.enabled,
+            paused,
             created_at,
             updated_at,
         };
@@ -277,4 +338,5 @@ pub fn routes() -> Router<AppState> {
             get(show).put(update).delete(delete),
         )
         .route("/v1/subscriptions/{id}/preview", post(preview))
+        .route("/v1/subscriptions/{id}/resume", post(resume))
 }

@@ -148,6 +148,7 @@ mod tests {
             batching: None,
             ordering_key: Some(ordering_key.to_owned()),
             enabled: true,
+            paused: None,
             created_at: 0,
             updated_at: 0,
         })

@@ -175,8 +175,10 @@ impl Store {
             .begin()
             .await
             .map_err(StoreError::database("starting to finish deliveries"))?;
-        let changes = update_deliveries(&mut tx, &updates, now_millis()).await?;
+        let now = now_millis();
+        let changes = update_deliveries(&mut tx, &updates, now).await?;
         queue::apply(&mut tx, &changes, Lease::End).await?;
+        queue::release_held_unless_paused(&mut tx, &changes, now).await?;
         insert_attempts(&mut tx, &attempts).await?;
         tx.commit()
             .await

@@ -48,6 +48,11 @@ const SQLITE: &[MigrationFile] = &[
         "outbound",
         include_str!("../../migrations/sqlite/0008_outbound.sql"),
     ),
+    (
+        9,
+        "subscription pause",
+        include_str!("../../migrations/sqlite/0009_subscription_pause.sql"),
+    ),
 ];
 
 const POSTGRES: &[MigrationFile] = &[
@@ -90,6 +95,11 @@ const POSTGRES: &[MigrationFile] = &[
         8,
         "outbound",
         include_str!("../../migrations/postgres/0008_outbound.sql"),
+    ),
+    (
+        9,
+        "subscription pause",
+        include_str!("../../migrations/postgres/0009_subscription_pause.sql"),
     ),
 ];
 

@@ -10,7 +10,7 @@
 
 use super::database::{Row, SqlBuilder, Statement, Tx, Value, recurring_chunks};
 use super::error::StoreError;
-use crate::model::{DeliveryStatus, SubscriptionId, TenantId, UnixMillis};
+use crate::model::{DeliveryStatus, ON_HOLD, SubscriptionId, TenantId, UnixMillis};
 
 /// The columns of a `delivery_queue` row, which its `deliveries` row has too.
 macro_rules! queue_entry_columns {
@@ -169,6 +169,96 @@ pub(super) async fn apply(
 ) -> Result<u64, StoreError> {
     dequeue(tx, &changes.settled).await?;
     enqueue(tx, &changes.pending, lease).await
+}
+
+/// Makes every pending delivery of subscription `id` of `tenant` that is not
+/// in flight due at `due` (those due at `only_due_at` or later, if given),
+/// saying why in their history (`note`, or what it said before): holds them,
+/// or releases held ones. A delivery in flight (leased at `now`) is left to
+/// its worker, which settles it, and whose locks this does not wait on.
+pub(super) async fn reschedule_pending_of_subscription(
+    tx: &mut Tx,
+    tenant: &TenantId,
+    id: &SubscriptionId,
+    only_due_at: Option<UnixMillis>,
+    due: UnixMillis,
+    note: Option<&str>,
+    now: UnixMillis,
+) -> Result<(), StoreError> {
+    let doing = || format!("rescheduling the pending deliveries of subscription {id}");
+    let from = only_due_at.unwrap_or(UnixMillis::MIN);
+    // $1 tenant, $2 subscription, $3 due from, $4 due now, $5 lease time.
+    const WAITING: &str = "tenant = $1 AND subscription_id = $2 AND next_attempt_at >= $3 \
+                           AND (lease_until IS NULL OR lease_until <= $5)";
+    let history = Statement::new(format!(
+        "UPDATE deliveries SET next_attempt_at = $4, last_error = COALESCE($6, last_error) \
+         WHERE seq IN (SELECT seq FROM delivery_queue WHERE {WAITING})"
+    ))
+    .bind(tenant.as_str())
+    .bind(id.as_str())
+    .bind(from)
+    .bind(due)
+    .bind(now)
+    .bind(note);
+    tx.execute(history)
+        .await
+        .map_err(StoreError::database(doing()))?;
+    let queued = Statement::new(format!(
+        "UPDATE delivery_queue SET next_attempt_at = $4 WHERE {WAITING}"
+    ))
+    .bind(tenant.as_str())
+    .bind(id.as_str())
+    .bind(from)
+    .bind(due)
+    .bind(now);
+    tx.execute(queued)
+        .await
+        .map_err(StoreError::database(doing()))?;
+    Ok(())
+}
+
+/// Releases, due `now`, the deliveries of `changes` just held whose
+/// subscription is not paused (any more): a worker that read the pause just
+/// before an administrator resumed the subscription must not hold them after
+/// the resume released the others. Run in the transaction that held them.
+pub(super) async fn release_held_unless_paused(
+    tx: &mut Tx,
+    changes: &QueueChanges,
+    now: UnixMillis,
+) -> Result<(), StoreError> {
+    let held: Vec<i64> = changes
+        .pending
+        .iter()
+        .filter(|entry| entry.next_attempt_at >= ON_HOLD)
+        .map(|entry| entry.seq)
+        .collect();
+    for chunk in recurring_chunks(&held) {
+        for table in ["delivery_queue", "deliveries"] {
+            let statement = SqlBuilder::new(tx.dialect())
+                .sql("UPDATE ")
+                .sql(table)
+                .sql(" SET next_attempt_at = ")
+                .parameter(now)
+                .sql(
+                    " WHERE NOT EXISTS (SELECT 1 FROM subscriptions \
+                     WHERE subscriptions.tenant = ",
+                )
+                .sql(table)
+                .sql(".tenant AND subscriptions.id = ")
+                .sql(table)
+                .sql(".subscription_id AND subscriptions.paused_at IS NOT NULL) AND seq IN (")
+                .list(chunk.iter().map(|&seq| Value::from(seq)))
+                .sql(")")
+                .build(true);
+            tx.execute(statement)
+                .await
+                .map_err(StoreError::database(format!(
+                    "releasing {} held deliveries of resumed subscriptions",
+                    chunk.len()
+                )))?;
+        }
+    }
+    Ok(())
 }
 
 /// Drops every pending delivery of subscription `id` of `tenant`, giving

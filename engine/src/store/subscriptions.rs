@@ -6,13 +6,16 @@ use super::database::{Row, Statement, Tx, is_unique_violation};
 use super::error::StoreError;
 use super::json::{json_column, optional_json_column, to_json};
 use super::queue;
-use crate::model::{EndpointId, Subscription, SubscriptionId, TenantId, now_millis};
+use crate::model::{
+    EndpointId, ON_HOLD, Pause, Subscription, SubscriptionId, TenantId, UnixMillis, now_millis,
+};
 
-/// The columns of `subscriptions`, in the order [`push_subscription`] binds them.
+/// The columns of `subscriptions`, in the order [`push_subscription`] binds
+/// them, then the pause.
 macro_rules! subscription_columns {
     () => {
         "tenant, id, name, endpoint_id, event_types, filter_expr, template, plugins, batching, \
-         ordering_key, enabled, created_at, updated_at"
+         ordering_key, enabled, created_at, updated_at, paused_reason, paused_at"
     };
 }
 
@@ -23,11 +26,18 @@ impl Store {
         const INSERT: &str = concat!(
             "INSERT INTO subscriptions (",
             subscription_columns!(),
-            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
+            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
         );
         let doing = || format!("creating subscription {}", subscription.id);
         let mut statement = Statement::new(INSERT);
         push_subscription(&mut statement, subscription)?;
+        statement.push(
+            subscription
+                .paused
+                .as_ref()
+                .map(|pause| pause.reason.as_str()),
+        );
+        statement.push(subscription.paused.as_ref().map(|pause| pause.at));
         let mut tx = self
             .backend
             .begin()
@@ -118,7 +128,9 @@ impl Store {
     }
 
     /// Replaces the stored subscription with `subscription` (all but
-    /// `created_at`). `NotFound` if it, or its endpoint, does not exist.
+    /// `created_at`, and its pause, which only [`Store::pause_subscription`]
+    /// and [`Store::resume_subscription`] change). `NotFound` if it, or its
+    /// endpoint, does not exist.
     pub async fn update_subscription(&self, subscription: &Subscription) -> Result<(), StoreError> {
         const UPDATE: &str = "UPDATE subscriptions SET name = $3, endpoint_id = $4, \
              event_types = $5, filter_expr = $6, template = $7, plugins = $8, batching = $9, \
@@ -143,6 +155,110 @@ impl Store {
         self.commit_change(tx)
             .await
             .map_err(StoreError::database(doing()))
+    }
+
+    /// Pauses subscription `id` for `reason`, if it is not paused already, and
+    /// holds its pending deliveries; returns whether it paused it. Audited
+    /// when this store carries an entry.
+    pub async fn pause_subscription(
+        &self,
+        tenant: &TenantId,
+        id: &SubscriptionId,
+        reason: &str,
+        now: UnixMillis,
+    ) -> Result<bool, StoreError> {
+        let doing = || format!("pausing subscription {id}");
+        let mut tx = self
+            .backend
+            .begin()
+            .await
+            .map_err(StoreError::database(doing()))?;
+        let pause = Statement::new(
+            "UPDATE subscriptions SET paused_reason = $3, paused_at = $4 \
+             WHERE tenant = $1 AND id = $2 AND paused_at IS NULL",
+        )
+        .bind(tenant.as_str())
+        .bind(id.as_str())
+        .bind(reason)
+        .bind(now);
+        let paused = tx
+            .execute(pause)
+            .await
+            .map_err(StoreError::database(doing()))?;
+        if paused == 0 {
+            tx.rollback().await.map_err(StoreError::database(doing()))?;
+            return Ok(false);
+        }
+        let note = format!("held: the subscription is paused ({reason})");
+        queue::reschedule_pending_of_subscription(
+            &mut tx,
+            tenant,
+            id,
+            None,
+            ON_HOLD,
+            Some(&note),
+            now,
+        )
+        .await?;
+        self.commit_change(tx)
+            .await
+            .map_err(StoreError::database(doing()))?;
+        Ok(true)
+    }
+
+    /// Resumes subscription `id` and releases its held deliveries, due `now`.
+    /// `NotFound` if there is no such subscription; a subscription that was
+    /// not paused is left as it is (and `false` returned).
+    pub async fn resume_subscription(
+        &self,
+        tenant: &TenantId,
+        id: &SubscriptionId,
+        now: UnixMillis,
+    ) -> Result<bool, StoreError> {
+        let doing = || format!("resuming subscription {id}");
+        let mut tx = self
+            .backend
+            .begin()
+            .await
+            .map_err(StoreError::database(doing()))?;
+        let exists =
+            Statement::new("SELECT paused_at FROM subscriptions WHERE tenant = $1 AND id = $2")
+                .bind(tenant.as_str())
+                .bind(id.as_str());
+        let Some(row) = tx
+            .fetch_optional(exists)
+            .await
+            .map_err(StoreError::database(doing()))?
+        else {
+            return Err(StoreError::not_found("subscription", id));
+        };
+        if row.get::<Option<i64>>("paused_at")?.is_none() {
+            tx.rollback().await.map_err(StoreError::database(doing()))?;
+            return Ok(false);
+        }
+        let resume = Statement::new(
+            "UPDATE subscriptions SET paused_reason = NULL, paused_at = NULL \
+             WHERE tenant = $1 AND id = $2",
+        )
+        .bind(tenant.as_str())
+        .bind(id.as_str());
+        tx.execute(resume)
+            .await
+            .map_err(StoreError::database(doing()))?;
+        queue::reschedule_pending_of_subscription(
+            &mut tx,
+            tenant,
+            id,
+            Some(ON_HOLD),
+            now,
+            None,
+            now,
+        )
+        .await?;
+        self.commit_change(tx)
+            .await
+            .map_err(StoreError::database(doing()))?;
+        Ok(true)
     }
 
     /// Deletes subscription `id`. Its delivery history stays; its pending
@@ -253,6 +369,13 @@ fn subscription_from_row(row: &Row) -> Result<Subscription, StoreError> {
         batching: optional_json_column(row, "batching", &owner)?,
         ordering_key: row.get("ordering_key")?,
         enabled: row.get("enabled")?,
+        paused: match (
+            row.get::<Option<String>>("paused_reason")?,
+            row.get::<Option<i64>>("paused_at")?,
+        ) {
+            (Some(reason), Some(at)) => Some(Pause { reason, at }),
+            _ => None,
+        },
         created_at: row.get("created_at")?,
         updated_at: row.get("updated_at")?,
         id,

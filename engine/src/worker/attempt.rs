@@ -5,7 +5,7 @@ use super::outcome::{Step, event_gone, requests_of};
 use super::{RoundEvents, Worker, event_of};
 use crate::delivery::{Prepared, SendResult, Sent};
 use crate::delivery::{Verdict, attempt_record, classify, prepare, signed};
-use crate::model::{Delivery, Endpoint, now_millis};
+use crate::model::{AuditEntry, Delivery, Endpoint, now_millis};
 use crate::runtime::Request;
 use crate::store::DeliveryUpdate;
 
@@ -13,7 +13,39 @@ impl Worker {
     /// Attempts `delivery` and says what to record of it.
     pub(super) async fn process(&self, delivery: Delivery, events: &RoundEvents) -> DeliveryUpdate {
         let step = self.attempt(&delivery, events).await;
+        self.pause_if_asked(&step, &delivery).await;
         step.settle(delivery.attempts + 1).update(&delivery, None)
+    }
+
+    /// Pauses `delivery`'s subscription if `step` says a plugin found its
+    /// configuration wrong: its deliveries are held (this one too) until an
+    /// administrator resumes it. Recorded in the audit log.
+    pub(super) async fn pause_if_asked(&self, step: &Step, delivery: &Delivery) {
+        let Step::Pause(reason) = step else {
+            return;
+        };
+        let (tenant, id) = (&delivery.tenant, &delivery.subscription_id);
+        let entry = AuditEntry::by_operator(
+            tenant,
+            "worker",
+            "subscription.pause",
+            id,
+            Some(serde_json::json!({ "status": "paused", "paused": { "reason": reason } })),
+        );
+        match self
+            .store
+            .audited(entry)
+            .pause_subscription(tenant, id, reason, now_millis())
+            .await
+        {
+            Ok(true) => {
+                tracing::warn!(subscription = %id, %reason, "subscription paused: a plugin reports its configuration wrong")
+            }
+            Ok(false) => {}
+            // The delivery is held all the same; the next one pauses it.
+            Err(error) => tracing::error!(%error, subscription = %id, "cannot pause subscription"),
+        }
+        self.objects.forget_subscription(id).await;
     }
 
     async fn attempt(&self, delivery: &Delivery, events: &RoundEvents) -> Step {

@@ -166,7 +166,10 @@ impl Worker {
             match outcome.map(batch_item) {
                 Ok(BatchItem::Element(body)) => elements.push((member, body)),
                 Ok(BatchItem::Alone(requests)) => alone.push((member, requests)),
-                Err(step) => updates.push(step.settle(member.attempts + 1).update(member, None)),
+                Err(step) => {
+                    self.pause_if_asked(&step, member).await;
+                    updates.push(step.settle(member.attempts + 1).update(member, None));
+                }
             }
         }
         let fit = elements_that_fit(elements.iter().map(|(_, body)| body.len()));

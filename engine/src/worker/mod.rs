@@ -69,6 +69,11 @@ impl Default for WorkerConfig {
 /// a little over).
 const FINISHED_PER_TRANSACTION: usize = 64;
 
+/// Times the outcomes of deliveries are written before they are left to
+/// their leases, and the pause before the second try (growing after).
+const FINISH_ATTEMPTS: u32 = 3;
+const FINISH_RETRY_PAUSE: Duration = Duration::from_millis(50);
+
 /// What a delivery (or a batch) left to record, and the place it held.
 struct Finished {
     updates: Vec<DeliveryUpdate>,
@@ -240,10 +245,21 @@ impl Worker {
         }
     }
 
+    /// Records `updates`, trying again a few times if the database fails (a
+    /// deadlock with another node's transaction, a dropped connection): an
+    /// outcome not recorded waits for its lease to end before the delivery is
+    /// tried again.
     async fn finish(&self, updates: Vec<DeliveryUpdate>) {
-        if let Err(error) = self.store.finish_deliveries(updates).await {
-            // The leases expire and the deliveries are retried: at-least-once.
-            tracing::error!(%error, "cannot record delivery results");
+        for attempt in 1..=FINISH_ATTEMPTS {
+            match self.store.finish_deliveries(updates.clone()).await {
+                Ok(()) => return,
+                Err(error) if attempt < FINISH_ATTEMPTS => {
+                    tracing::warn!(%error, attempt, "cannot record delivery results; trying again");
+                    tokio::time::sleep(FINISH_RETRY_PAUSE * attempt).await;
+                }
+                // The leases expire and the deliveries are retried: at-least-once.
+                Err(error) => tracing::error!(%error, "cannot record delivery results"),
+            }
         }
     }
 

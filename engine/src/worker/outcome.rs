@@ -4,8 +4,8 @@
 
 use crate::delivery::{Wait, next_attempt_delay};
 use crate::model::{
-    Attempt, AttemptId, BatchId, Delivery, DeliveryStatus, EventId, RetryPolicy, UnixMillis,
-    now_millis,
+    Attempt, AttemptId, BatchId, Delivery, DeliveryStatus, EventId, ON_HOLD, RetryPolicy,
+    UnixMillis, now_millis,
 };
 use crate::pipeline::chain::ChainOutcome;
 use crate::runtime::{Disposition, Request};
@@ -26,6 +26,10 @@ pub(super) fn requests_of(outcome: ChainOutcome) -> Result<Vec<Request>, Step> {
             disposition: Disposition::Retry,
             reason,
         } => Err(Step::retry_later(reason)),
+        ChainOutcome::Failed {
+            disposition: Disposition::PauseSubscription,
+            reason,
+        } => Err(Step::Pause(reason)),
         ChainOutcome::Failed { reason, .. } => Err(Step::Fail(reason)),
     }
 }
@@ -50,6 +54,11 @@ pub(super) enum Step {
     Requeue(String),
     /// Held back by the endpoint's limits, not attempted: due again after the wait.
     Defer(Wait),
+    /// A plugin says the subscription's configuration is wrong: the worker
+    /// pauses the subscription, and the delivery is held.
+    Pause(String),
+    /// Not attempted, and held until its subscription is resumed.
+    Hold(String),
 }
 
 /// The state a step leaves deliveries in, decided once, so that every member
@@ -102,6 +111,13 @@ impl Step {
             Step::Requeue(reason) => {
                 settled(DeliveryStatus::Pending, false, now, Some(reason), None)
             }
+            Step::Hold(reason) | Step::Pause(reason) => settled(
+                DeliveryStatus::Pending,
+                false,
+                ON_HOLD,
+                Some(format!("held: {reason}")),
+                None,
+            ),
             Step::Defer(wait) => {
                 let due = now
                     .saturating_add(i64::try_from(wait.duration.as_millis()).unwrap_or(i64::MAX));
@@ -227,6 +243,9 @@ mod tests {
         error: Option<&'static str>,
     }
 
+    /// A delivery held until its subscription is resumed.
+    const HELD: i64 = -1;
+
     #[test]
     fn each_step_settles_as_the_rules_say() {
         let expect = |status, counted, due_in_ms, error| Expected {
@@ -270,6 +289,17 @@ mod tests {
                 expect(DeliveryStatus::Pending, false, 700, Some("rate limit")),
             ),
             (
+                "held while its subscription is paused: never due, not an attempt",
+                Step::Hold("the subscription is paused (bad config)".into()),
+                1,
+                expect(
+                    DeliveryStatus::Pending,
+                    false,
+                    HELD,
+                    Some("held: the subscription is paused"),
+                ),
+            ),
+            (
                 "a retry within the policy",
                 retry(fixed(3, 250), None),
                 1,
@@ -300,11 +330,15 @@ mod tests {
             assert_eq!(settled.status, expected.status, "{name}");
             assert_eq!(settled.counted, expected.counted, "{name}");
             let due = settled.next_attempt_at;
-            assert!(
-                due >= before + expected.due_in_ms && due <= after + expected.due_in_ms,
-                "{name}: due at {due}, expected {} ms after {before}",
-                expected.due_in_ms
-            );
+            if expected.due_in_ms == HELD {
+                assert_eq!(due, ON_HOLD, "{name}");
+            } else {
+                assert!(
+                    due >= before + expected.due_in_ms && due <= after + expected.due_in_ms,
+                    "{name}: due at {due}, expected {} ms after {before}",
+                    expected.due_in_ms
+                );
+            }
             match (settled.last_error.as_deref(), expected.error) {
                 (None, None) => {}
                 (Some(error), Some(fragment)) => {

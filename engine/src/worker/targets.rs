@@ -29,6 +29,13 @@ pub(super) struct ObjectCaches {
     pub(super) endpoints: moka::future::Cache<EndpointId, Option<Arc<Endpoint>>>,
 }
 
+impl ObjectCaches {
+    /// Reads subscription `id` again on its next use.
+    pub(super) async fn forget_subscription(&self, id: &SubscriptionId) {
+        self.subscriptions.invalidate(id).await;
+    }
+}
+
 impl Default for ObjectCaches {
     fn default() -> Self {
         Self {
@@ -43,15 +50,31 @@ impl Worker {
     /// The delivery's subscription, endpoint and chain, or how the delivery
     /// settles without them.
     pub(super) async fn target(&self, delivery: &Delivery) -> Result<Target, Step> {
-        let Some(subscription) = self
-            .subscription(&delivery.tenant, &delivery.subscription_id)
+        let (tenant, id) = (&delivery.tenant, &delivery.subscription_id);
+        let mut subscription = self
+            .subscription(tenant, id)
             .await
-            .map_err(Step::retry_later)?
-        else {
+            .map_err(Step::retry_later)?;
+        // A delivery is held only on the subscription as stored now: one
+        // released by a resume must not be held again by a cached pause.
+        if subscription.as_ref().is_some_and(|s| s.paused.is_some()) {
+            self.objects.forget_subscription(id).await;
+            subscription = self
+                .subscription(tenant, id)
+                .await
+                .map_err(Step::retry_later)?;
+        }
+        let Some(subscription) = subscription else {
             return Err(Step::Drop("the subscription was deleted".into()));
         };
         if !subscription.enabled {
             return Err(Step::Drop("the subscription is disabled".into()));
+        }
+        if let Some(pause) = &subscription.paused {
+            return Err(Step::Hold(format!(
+                "the subscription is paused ({})",
+                pause.reason
+            )));
         }
         let Some(endpoint) = self
             .endpoint(&delivery.tenant, &delivery.endpoint_id)

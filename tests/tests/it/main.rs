@@ -16,6 +16,7 @@ mod limits;
 mod loading;
 mod outbound;
 mod pacing;
+mod pausing;
 mod pipeline;
 mod request_limits;
 mod secrets_at_rest;

@@ -56,6 +56,7 @@ pub(crate) fn subscription(endpoint: &Endpoint) -> Subscription {
         batching: None,
         ordering_key: None,
         enabled: true,
+        paused: None,
         created_at: NOW,
         updated_at: NOW,
     }

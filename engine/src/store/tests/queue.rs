@@ -504,3 +504,65 @@ async fn replaying_failures_picks_the_endpoints_failed_deliveries_in_range() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_paused_subscription_holds_its_deliveries_until_it_is_resumed() {
+    on_both_backends(|store| async move {
+        let (_, subscription) = configured(&store, &tenant("acme")).await;
+        let (tenant, id) = (&subscription.tenant, &subscription.id);
+        let captured = capture(&store, &subscription, &[NOW, NOW]).await;
+        let in_flight = store
+            .claim_due_deliveries(NOW, 1, LEASE_MS, &[])
+            .await
+            .unwrap();
+
+        assert!(
+            store
+                .pause_subscription(tenant, id, "bad config", NOW)
+                .await
+                .unwrap()
+        );
+        assert!(
+            !store
+                .pause_subscription(tenant, id, "again", NOW)
+                .await
+                .unwrap()
+        );
+        let paused = store.get_subscription(tenant, id).await.unwrap().unwrap();
+        assert_eq!(paused.paused.unwrap().reason, "bad config");
+        let later = NOW + 60_000;
+        assert_eq!(
+            store
+                .claim_due_deliveries(later, 10, LEASE_MS, &[])
+                .await
+                .unwrap(),
+            vec![],
+            "held deliveries are not due"
+        );
+
+        // Resumed while a worker that read the pause still holds one: the
+        // hold it records after the resume is released at once.
+        assert!(store.resume_subscription(tenant, id, later).await.unwrap());
+        let held = DeliveryUpdate {
+            tenant: in_flight[0].tenant.clone(),
+            delivery_id: in_flight[0].id.clone(),
+            status: DeliveryStatus::Pending,
+            attempts: 0,
+            next_attempt_at: crate::model::ON_HOLD,
+            last_error: Some("held: the subscription is paused (bad config)".into()),
+            attempt: None,
+            batch_id: None,
+        };
+        store.finish_deliveries(vec![held]).await.unwrap();
+        let released = store
+            .claim_due_deliveries(crate::model::now_millis() + 1, 10, LEASE_MS, &[])
+            .await
+            .unwrap();
+        assert_eq!(ids(&released), ids(&captured));
+        assert!(
+            !store.resume_subscription(tenant, id, later).await.unwrap(),
+            "not paused any more"
+        );
+    })
+    .await;
+}
