@@ -120,6 +120,7 @@ async fn configure(store: &Store, tenant: &TenantId) -> Vec<Subscription> {
             batching: None,
             ordering_key: None,
             enabled: true,
+            paused: None,
             created_at: now,
             updated_at: now,
         };

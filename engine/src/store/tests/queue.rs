@@ -422,7 +422,8 @@ async fn replaying_a_delivery_sends_it_again_and_keeps_counting() {
         let dead = attempted(&claimed[0], DeliveryStatus::Failed, 400, NOW);
         store.finish_deliveries(vec![dead]).await.unwrap();
 
-        let later = NOW + 60_000;
+        // Within the lease of the one in flight, which the pause left to its worker.
+        let later = NOW + 1_000;
         let replayed = store
             .replay_delivery(&acme, &captured[0].id, later)
             .await
@@ -480,7 +481,8 @@ async fn replaying_failures_picks_the_endpoints_failed_deliveries_in_range() {
         let other_endpoint = make(&elsewhere, NOW + 1, DeliveryStatus::Failed);
         store.insert_events(&batch).await.unwrap();
 
-        let later = NOW + 60_000;
+        // Within the lease of the one in flight, which the pause left to its worker.
+        let later = NOW + 1_000;
         let replayed = store
             .replay_failed(&acme, &endpoint.id, NOW, NOW + 1_000, later)
             .await
@@ -530,7 +532,8 @@ async fn a_paused_subscription_holds_its_deliveries_until_it_is_resumed() {
         );
         let paused = store.get_subscription(tenant, id).await.unwrap().unwrap();
         assert_eq!(paused.paused.unwrap().reason, "bad config");
-        let later = NOW + 60_000;
+        // Within the lease of the one in flight, which the pause left to its worker.
+        let later = NOW + 1_000;
         assert_eq!(
             store
                 .claim_due_deliveries(later, 10, LEASE_MS, &[])
