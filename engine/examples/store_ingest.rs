@@ -92,6 +92,7 @@ async fn configure(store: &Store, tenant: &TenantId) -> Vec<Subscription> {
         url: "http://127.0.0.1:9/sink".into(),
         method: "POST".into(),
         headers: BTreeMap::new(),
+        secret_headers: Vec::new(),
         auth: None,
         tls: None,
         rate_limit: None,

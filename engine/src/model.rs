@@ -298,6 +298,10 @@ pub struct Endpoint {
     pub method: String,
     /// Sent with every request, before Weft's own headers.
     pub headers: BTreeMap<String, String>,
+    /// Headers (lowercased names) treated as secret besides those whose names
+    /// suggest a credential: shown as hints, redacted in attempts.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secret_headers: Vec<String>,
     /// How Weft authenticates to the receiver, if it must.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth: Option<EndpointAuth>,
@@ -384,6 +388,13 @@ impl Endpoint {
             secrets.push(previous.secret.as_str());
         }
         secrets
+    }
+
+    /// Whether header `name` is one the endpoint marked secret.
+    pub fn marks_secret(&self, name: &str) -> bool {
+        self.secret_headers
+            .iter()
+            .any(|marked| marked.eq_ignore_ascii_case(name))
     }
 }
 
@@ -633,6 +644,7 @@ mod tests {
             url: "https://crm.example/hook".into(),
             method: "POST".into(),
             headers: BTreeMap::new(),
+            secret_headers: Vec::new(),
             auth: None,
             tls: None,
             rate_limit: None,

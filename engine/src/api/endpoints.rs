@@ -3,17 +3,20 @@
 //! The signing secret is shown once, in the response that creates the endpoint
 //! (generated when none is given); afterwards only a hint of it. So are the
 //! secrets of `auth` and the values of credential headers: a `PUT` that sends
-//! back such a hint keeps the stored secret.
+//! back such a hint keeps the stored secret, unless it points the endpoint
+//! (or its OAuth token URL) at another origin: stored credentials are bound
+//! to where they were given for.
 
 use super::caller::{Caller, Configure, Read};
 use super::error::{parse_json, parse_optional_json};
+use super::pages::{PageParams, page_json};
 use super::{ApiError, AppState};
 use crate::delivery::NetworkPolicy;
 use crate::model::{
-    Endpoint, EndpointAuth, EndpointId, EndpointTls, PreviousSecret, RateLimit, RetryPolicy,
-    TenantId, now_millis,
+    AuditOutcome, Endpoint, EndpointAuth, EndpointId, EndpointTls, PreviousSecret, RateLimit,
+    RetryPolicy, TenantId, now_millis,
 };
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -29,6 +32,10 @@ const MAX_ATTEMPTS: u32 = 50;
 const MAX_RATE_WINDOW_SECONDS: u32 = 86_400;
 const MAX_RATE_REQUESTS: u32 = 1_000_000;
 const MAX_CONCURRENCY: u32 = 10_000;
+/// An endpoint's own headers: a few credentials and routing hints, not a
+/// second body.
+const MAX_ENDPOINT_HEADERS: usize = 32;
+const MAX_ENDPOINT_HEADER_BYTES: usize = 16 << 10;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -39,6 +46,9 @@ struct EndpointInput {
     method: String,
     #[serde(default)]
     headers: BTreeMap<String, String>,
+    /// Headers to treat as secret besides those whose names suggest one.
+    #[serde(default)]
+    secret_headers: Vec<String>,
     auth: Option<EndpointAuth>,
     tls: Option<EndpointTls>,
     rate_limit: Option<RateLimit>,
@@ -71,6 +81,7 @@ fn enabled_by_default() -> bool {
 /// to hints.
 pub fn view(endpoint: &Endpoint) -> Value {
     let mut value = serde_json::to_value(endpoint).unwrap_or_default();
+    value["url"] = json!(crate::delivery::redact_url(&endpoint.url));
     value["secret"] = json!(secret_hint(&endpoint.secret));
     if let Some(public_key) = crate::delivery::public_key(&endpoint.secret) {
         value["public_key"] = json!(public_key);
@@ -85,7 +96,7 @@ pub fn view(endpoint: &Endpoint) -> Value {
         .headers
         .iter()
         .map(|(name, value)| {
-            let shown = if crate::delivery::is_credential_header(name) {
+            let shown = if is_secret_header(endpoint, name) {
                 credential_hint(value)
             } else {
                 value.clone()
@@ -111,6 +122,12 @@ pub fn view(endpoint: &Endpoint) -> Value {
     value
 }
 
+/// Whether `endpoint`'s header `name` is a secret: marked so, or named like
+/// a credential (`authorization`, `x-api-key`, `x-webhook-secret`, …).
+fn is_secret_header(endpoint: &Endpoint, name: &str) -> bool {
+    crate::delivery::is_credential_header(name) || endpoint.marks_secret(name)
+}
+
 /// What the API shows of a credential: its last four characters when it is
 /// long enough for them to give nothing away, else nothing.
 fn credential_hint(secret: &str) -> String {
@@ -127,8 +144,9 @@ fn credential_hint(secret: &str) -> String {
 
 /// A `PUT` may send back what `GET` showed: a credential header, an `auth`
 /// secret or a TLS client key equal to the hint of the stored one keeps the
-/// stored one.
-fn keep_hinted_secrets(input: &mut EndpointInput, existing: &Endpoint) {
+/// stored one. Returns the fields it kept that way, as the API names them.
+fn keep_hinted_secrets(input: &mut EndpointInput, existing: &Endpoint) -> Vec<String> {
+    let mut kept = Vec::new();
     let stored_key = existing
         .tls
         .as_ref()
@@ -138,26 +156,91 @@ fn keep_hinted_secrets(input: &mut EndpointInput, existing: &Endpoint) {
         && *key == credential_hint(stored)
     {
         key.clone_from(stored);
+        kept.push("tls.client_key".to_owned());
+    }
+    if input.url != existing.url && input.url == crate::delivery::redact_url(&existing.url) {
+        input.url.clone_from(&existing.url);
+        kept.push("url".to_owned());
     }
     for (name, value) in &mut input.headers {
-        if crate::delivery::is_credential_header(name)
+        if is_secret_header(existing, name)
             && let Some(stored) = existing.headers.get(name)
             && *value == credential_hint(stored)
         {
             value.clone_from(stored);
+            kept.push(format!("headers.{name}"));
         }
     }
     if let (Some(auth), Some(stored)) = (&mut input.auth, &existing.auth)
         && auth.kind() == stored.kind()
     {
         let mut stored = stored.clone();
-        for ((_, secret), (_, stored_secret)) in
+        for ((field, secret), (_, stored_secret)) in
             auth.secrets_mut().into_iter().zip(stored.secrets_mut())
         {
             if *secret == credential_hint(stored_secret) {
                 secret.clone_from(stored_secret);
+                kept.push(format!("auth.{field}"));
             }
         }
+    }
+    kept
+}
+
+/// Where a credential may be sent: the scheme, host and port of a URL.
+fn origin(url: &str) -> Option<(String, String, u16)> {
+    let uri: http::Uri = url.parse().ok()?;
+    let scheme = uri.scheme_str()?.to_ascii_lowercase();
+    let port = uri
+        .port_u16()
+        .unwrap_or(if scheme == "http" { 80 } else { 443 });
+    Some((scheme, uri.host()?.to_ascii_lowercase(), port))
+}
+
+/// Why an update that keeps stored credentials (`kept`) may not be saved: it
+/// points the endpoint, or its OAuth token URL, at another origin. Stored
+/// credentials are bound to where they were given for; they go elsewhere
+/// only if the caller, who sees just their hints, gives them again.
+fn unbound_credentials(
+    input: &EndpointInput,
+    existing: &Endpoint,
+    kept: &[String],
+) -> Option<String> {
+    let token_url = |auth: Option<&EndpointAuth>| match auth {
+        Some(EndpointAuth::OAuth2ClientCredentials { token_url, .. }) => origin(token_url),
+        _ => None,
+    };
+    let mut moved = Vec::new();
+    if origin(&input.url) != origin(&existing.url) {
+        moved.push(format!(
+            "url moves from {} to {}",
+            shown_origin(&existing.url),
+            shown_origin(&input.url)
+        ));
+    }
+    let (from, to) = (
+        token_url(existing.auth.as_ref()),
+        token_url(input.auth.as_ref()),
+    );
+    if from.is_some() && to.is_some() && from != to {
+        moved.push("auth.token_url moves to another origin".to_owned());
+    }
+    if moved.is_empty() || kept.is_empty() {
+        return None;
+    }
+    Some(format!(
+        "{}: the stored credentials go only where they were given for; \
+         give {} again (their values, not their hints) to send them there",
+        moved.join(" and "),
+        kept.join(", ")
+    ))
+}
+
+/// A URL's origin, for a message.
+fn shown_origin(url: &str) -> String {
+    match origin(url) {
+        Some((scheme, host, port)) => format!("{scheme}://{host}:{port}"),
+        None => "?".to_owned(),
     }
 }
 
@@ -237,8 +320,15 @@ async fn update(
 ) -> Result<Json<Value>, ApiError> {
     let existing = find(&state, &caller.tenant, &id).await?;
     let mut input: EndpointInput = parse_json(&body)?;
-    keep_hinted_secrets(&mut input, &existing);
+    let kept = keep_hinted_secrets(&mut input, &existing);
     let before = view(&existing);
+    if let Some(detail) = unbound_credentials(&input, &existing, &kept) {
+        let mut refused = caller.audit("endpoint.update", &existing.id, Some(before), None);
+        refused.outcome = AuditOutcome::Refused;
+        refused.detail = Some(detail.clone());
+        state.store.record_audit(&refused).await?;
+        return Err(ApiError::unprocessable("credentials_unbound", detail).at(kept.join(",")));
+    }
     // A secret given here replaces the old one at once; without one, a
     // rotation's grace period runs on.
     let previous_secret = input
@@ -272,15 +362,17 @@ async fn update(
 async fn list(
     State(state): State<AppState>,
     Caller { tenant, .. }: Caller<Read>,
+    Query(params): Query<PageParams>,
 ) -> Result<Json<Value>, ApiError> {
+    let page = params.page(EndpointId::parse)?;
     let endpoints: Vec<Value> = state
         .store
-        .list_endpoints(&tenant)
+        .list_endpoints(&tenant, page)
         .await?
         .iter()
         .map(view)
         .collect();
-    Ok(Json(json!({ "endpoints": endpoints })))
+    Ok(Json(page_json("endpoints", endpoints, page)))
 }
 
 async fn show(
@@ -355,16 +447,23 @@ fn checked(
             ),
         ));
     }
-    for (name, value) in &input.headers {
-        if http::HeaderName::from_bytes(name.as_bytes()).is_err()
-            || http::HeaderValue::from_str(value).is_err()
+    check_headers(&input.headers)?;
+    let mut secret_headers = Vec::with_capacity(input.secret_headers.len());
+    for (index, name) in input.secret_headers.iter().enumerate() {
+        if !input
+            .headers
+            .keys()
+            .any(|header| header.eq_ignore_ascii_case(name))
         {
             return Err(invalid(
-                &format!("headers.{name}"),
-                format!("{name:?} is not a valid header"),
+                &format!("secret_headers[{index}]"),
+                format!("{name:?} is not one of the endpoint's headers"),
             ));
         }
+        secret_headers.push(name.to_ascii_lowercase());
     }
+    secret_headers.sort();
+    secret_headers.dedup();
     if let Some(auth) = &input.auth {
         crate::delivery::check_auth(auth)
             .map_err(|error| invalid(&format!("auth.{}", error.field), error.reason))?;
@@ -437,6 +536,7 @@ fn checked(
         url: input.url,
         method,
         headers: input.headers,
+        secret_headers,
         auth: input.auth,
         tls: input.tls,
         rate_limit: input.rate_limit,
@@ -450,6 +550,56 @@ fn checked(
         created_at,
         updated_at,
     })
+}
+
+/// An endpoint's own headers: valid, not the exchange's own (`host`,
+/// `content-length`, …) nor Weft's signature, and few and small enough.
+fn check_headers(headers: &BTreeMap<String, String>) -> Result<(), ApiError> {
+    let invalid = |field: String, detail: String| {
+        Err(ApiError::unprocessable("invalid_field", detail).at(field))
+    };
+    if headers.len() > MAX_ENDPOINT_HEADERS {
+        return invalid(
+            "headers".into(),
+            format!(
+                "an endpoint has at most {MAX_ENDPOINT_HEADERS} headers, this one {}",
+                headers.len()
+            ),
+        );
+    }
+    let bytes: usize = headers
+        .iter()
+        .map(|(name, value)| name.len() + value.len())
+        .sum();
+    if bytes > MAX_ENDPOINT_HEADER_BYTES {
+        return invalid(
+            "headers".into(),
+            format!(
+                "the headers take {bytes} bytes; at most {MAX_ENDPOINT_HEADER_BYTES} are allowed"
+            ),
+        );
+    }
+    for (name, value) in headers {
+        let field = format!("headers.{name}");
+        if http::HeaderName::from_bytes(name.as_bytes()).is_err()
+            || http::HeaderValue::from_str(value).is_err()
+        {
+            return invalid(field, format!("{name:?} is not a valid header"));
+        }
+        if crate::delivery::is_protocol_header(name) {
+            return invalid(
+                field,
+                format!("{name} is a header of the HTTP exchange, which Weft sets itself"),
+            );
+        }
+        if name.to_ascii_lowercase().starts_with("webhook-") {
+            return invalid(
+                field,
+                format!("{name}: the webhook- headers are Weft's signature, which it sets itself"),
+            );
+        }
+    }
+    Ok(())
 }
 
 fn check_url(url: &str) -> Result<(), String> {
@@ -466,6 +616,16 @@ fn check_url(url: &str) -> Result<(), String> {
     }
     if uri.host().is_none_or(str::is_empty) {
         return Err(format!("{url:?} has no host"));
+    }
+    if uri
+        .authority()
+        .is_some_and(|authority| authority.as_str().contains('@'))
+    {
+        return Err(
+            "the URL carries a user name or password: give credentials in auth (basic), \
+             where they are sealed and bound to the endpoint"
+                .to_owned(),
+        );
     }
     Ok(())
 }

@@ -15,6 +15,7 @@ mod error;
 mod event_types;
 mod events;
 mod openapi;
+mod pages;
 mod plugins;
 mod request_limits;
 mod subscriptions;

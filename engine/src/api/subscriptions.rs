@@ -8,13 +8,14 @@
 use super::caller::{Caller, Configure, Read};
 use super::error::parse_json;
 use super::events::PublishedEvent;
+use super::pages::{PageParams, page_json};
 use super::{ApiError, AppState};
 use crate::ingest::{subscribes_to, validate_pattern};
 use crate::model::{
     Batching, Pause, PluginRef, Subscription, SubscriptionId, TenantId, now_millis,
 };
 use crate::pipeline::chain::{ChainBuildError, SubscriptionChain};
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -140,10 +141,12 @@ async fn update(
 async fn list(
     State(state): State<AppState>,
     Caller { tenant, .. }: Caller<Read>,
+    Query(params): Query<PageParams>,
 ) -> Result<Json<Value>, ApiError> {
-    let subscriptions = state.store.list_subscriptions(&tenant).await?;
+    let page = params.page(SubscriptionId::parse)?;
+    let subscriptions = state.store.list_subscriptions(&tenant, page).await?;
     let shown: Vec<Value> = subscriptions.iter().map(view).collect();
-    Ok(Json(serde_json::json!({ "subscriptions": shown })))
+    Ok(Json(page_json("subscriptions", shown, page)))
 }
 
 async fn show(

@@ -98,13 +98,13 @@ pub fn apply(remote: &Remote, args: &ApplyArgs) -> Result<()> {
         .with_context(|| format!("{} cannot be applied", args.file.display()))?;
     let client = ApiClient::new(&remote.api_url, remote.api_key.clone())?;
     runtime()?.block_on(async {
-        let endpoints = client.call("GET", "/v1/endpoints", None).await?;
-        let subscriptions = client.call("GET", "/v1/subscriptions", None).await?;
+        let endpoints = every(&client, "/v1/endpoints", "endpoints").await?;
+        let subscriptions = every(&client, "/v1/subscriptions", "subscriptions").await?;
         for webhook in &file.webhooks {
             let endpoint_id = upsert(
                 &client,
                 "/v1/endpoints",
-                &endpoints["endpoints"],
+                &endpoints,
                 &webhook.name,
                 &webhook.endpoint_body(),
             )
@@ -114,7 +114,7 @@ pub fn apply(remote: &Remote, args: &ApplyArgs) -> Result<()> {
             upsert(
                 &client,
                 "/v1/subscriptions",
-                &subscriptions["subscriptions"],
+                &subscriptions,
                 &webhook.name,
                 &body,
             )
@@ -124,6 +124,24 @@ pub fn apply(remote: &Remote, args: &ApplyArgs) -> Result<()> {
         }
         Ok(())
     })
+}
+
+/// Every object of the paged collection at `path` (listed under `key`).
+async fn every(client: &ApiClient, path: &str, key: &str) -> Result<Value> {
+    let mut all = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let query = match &after {
+            Some(id) => format!("{path}?limit=1000&after={id}"),
+            None => format!("{path}?limit=1000"),
+        };
+        let page = client.call("GET", &query, None).await?;
+        all.extend(page[key].as_array().cloned().unwrap_or_default());
+        match page["next_after"].as_str() {
+            Some(next) => after = Some(next.to_owned()),
+            None => return Ok(Value::Array(all)),
+        }
+    }
 }
 
 /// PUTs over the object named `name` if there is one, else POSTs; returns its id.

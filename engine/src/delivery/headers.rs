@@ -11,6 +11,30 @@ pub const USER_AGENT: &str = concat!("Weft/", env!("CARGO_PKG_VERSION"));
 /// What a recorded secret looks like.
 pub const REDACTED: &str = "[redacted]";
 
+/// Headers of the HTTP exchange itself, which the client sets from the request
+/// it sends: neither an endpoint nor a plugin may set them (a wrong
+/// `content-length` or a `host` of another site would corrupt or misdirect
+/// the request).
+const PROTOCOL_HEADERS: &[&str] = &[
+    "host",
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "upgrade",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "expect",
+];
+
+/// Whether `name` is a header of the HTTP exchange itself.
+pub fn is_protocol_header(name: &str) -> bool {
+    PROTOCOL_HEADERS
+        .iter()
+        .any(|protocol| protocol.eq_ignore_ascii_case(name))
+}
+
 /// Headers whose whole value is a credential.
 const CREDENTIAL_HEADERS: &[&str] = &[
     "authorization",
@@ -77,6 +101,43 @@ pub fn is_credential_header(name: &str) -> bool {
     is_credential(&name.to_ascii_lowercase())
 }
 
+/// Query parameters whose names suggest a credential (`token`, `api_key`,
+/// `sig`, `access_token`, …) besides those of [`CREDENTIAL_NAME_PARTS`].
+const CREDENTIAL_QUERY_PARTS: &[&str] = &["key", "sig", "auth", "code"];
+
+/// `url` as it may be shown and recorded: the values of query parameters
+/// whose names suggest a credential replaced by [`REDACTED`].
+pub fn redact_url(url: &str) -> String {
+    let Some((base, query)) = url.split_once('?') else {
+        return url.to_owned();
+    };
+    let (query, fragment) = match query.split_once('#') {
+        Some((query, fragment)) => (query, Some(fragment)),
+        None => (query, None),
+    };
+    let parameters: Vec<String> = query
+        .split('&')
+        .map(|parameter| match parameter.split_once('=') {
+            Some((name, _)) if is_credential_parameter(name) => format!("{name}={REDACTED}"),
+            _ => parameter.to_owned(),
+        })
+        .collect();
+    let mut redacted = format!("{base}?{}", parameters.join("&"));
+    if let Some(fragment) = fragment {
+        redacted.push('#');
+        redacted.push_str(fragment);
+    }
+    redacted
+}
+
+fn is_credential_parameter(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    is_credential(&name)
+        || CREDENTIAL_QUERY_PARTS
+            .iter()
+            .any(|part| name.contains(part))
+}
+
 fn is_credential(lowercase_name: &str) -> bool {
     CREDENTIAL_HEADERS.contains(&lowercase_name)
         || CREDENTIAL_NAME_PARTS
@@ -87,6 +148,29 @@ fn is_credential(lowercase_name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn credentials_in_query_strings_are_redacted() {
+        let cases = [
+            ("https://hooks.example/in", "https://hooks.example/in"),
+            (
+                "https://hooks.example/in?token=abc&team=ops",
+                "https://hooks.example/in?token=[redacted]&team=ops",
+            ),
+            (
+                "https://x.example/a?api_key=1&sig=2&code=3&page=4#top",
+                "https://x.example/a?api_key=[redacted]&sig=[redacted]&code=[redacted]&page=4#top",
+            ),
+            ("https://x.example/a?flag", "https://x.example/a?flag"),
+        ];
+        for (url, shown) in cases {
+            assert_eq!(redact_url(url), shown);
+        }
+        for protocol in ["Host", "content-length", "Transfer-Encoding", "upgrade"] {
+            assert!(is_protocol_header(protocol), "{protocol}");
+        }
+        assert!(!is_protocol_header("x-source"));
+    }
 
     fn pairs(items: &[(&str, &str)]) -> Vec<(String, String)> {
         items

@@ -30,7 +30,10 @@ pub use client::{ClientBuildError, HttpSender, OutboundRequest, SendError, SendR
 pub use credentials::check as check_auth;
 pub use credentials::{CredentialError, Credentials, InvalidAuth, MAX_JWT_LIFETIME_SECONDS};
 pub use guard::NetworkPolicy;
-pub use headers::{REDACTED, USER_AGENT, is_credential_header, redact_headers, webhook_headers};
+pub use headers::{
+    REDACTED, USER_AGENT, is_credential_header, is_protocol_header, redact_headers, redact_url,
+    webhook_headers,
+};
 pub use outbound::Outbound;
 pub use request::{Prepared, Sent, attempt_record, prepare, signed};
 pub use retry::{MAX_RETRY_AFTER, Verdict, classify, next_attempt_delay, retry_after};

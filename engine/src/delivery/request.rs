@@ -7,7 +7,7 @@
 //! redacted.
 
 use super::client::{OutboundRequest, SendResult};
-use super::headers::{REDACTED, redact_headers, webhook_headers};
+use super::headers::{REDACTED, is_protocol_header, redact_headers, redact_url, webhook_headers};
 use crate::model::{
     Attempt, AttemptId, Delivery, Endpoint, MAX_RECORDED_RESPONSE_BYTES, UnixMillis, now_millis,
 };
@@ -37,6 +37,15 @@ pub struct Sent {
 /// the endpoint's origin.
 pub fn prepare(endpoint: &Endpoint, request: Request) -> Result<Prepared, String> {
     let url = resolve_url(&endpoint.url, request.url.as_deref())?;
+    if let Some((name, _)) = request
+        .headers
+        .iter()
+        .find(|(name, _)| is_protocol_header(name))
+    {
+        return Err(format!(
+            "the plugin set the header {name}, which only the HTTP client may set"
+        ));
+    }
     let method = request.method.unwrap_or_else(|| endpoint.method.clone());
     let content_type = request
         .headers
@@ -96,20 +105,26 @@ pub fn signed(
     let sent = Sent {
         started_at: now,
         method: request.method.clone(),
-        url: request.url.clone(),
+        url: redact_url(&request.url),
         headers: recorded_headers(endpoint, &request.headers),
     };
     Ok((request, sent))
 }
 
 /// The headers of a request as its attempt records them: credentials
-/// redacted, the endpoint's own credential header included whatever its name.
+/// redacted, the endpoint's own credential header and the headers it marks
+/// secret included whatever their names.
 fn recorded_headers(endpoint: &Endpoint, headers: &[(String, String)]) -> BTreeMap<String, String> {
     let mut recorded = redact_headers(headers);
     if let Some(auth) = &endpoint.auth
         && let Some(value) = recorded.get_mut(&auth.header_name())
     {
         *value = REDACTED.to_owned();
+    }
+    for (name, value) in &mut recorded {
+        if endpoint.marks_secret(name) {
+            *value = REDACTED.to_owned();
+        }
     }
     recorded
 }

@@ -259,6 +259,7 @@ mod tests {
             url: "https://crm.example/hook".into(),
             method: "POST".into(),
             headers: Default::default(),
+            secret_headers: Vec::new(),
             auth: None,
             tls: None,
             rate_limit,

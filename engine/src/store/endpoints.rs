@@ -5,10 +5,10 @@
 //! written in clear by an earlier release is read as it is, and sealed by
 //! [`Store::reseal_endpoint_secrets`].
 
-use super::Store;
 use super::database::{Row, Statement, is_unique_violation};
 use super::error::StoreError;
 use super::json::{decode, json_column, optional_json_column, to_json};
+use super::{Page, Store};
 use crate::model::{Endpoint, EndpointId, PreviousSecret, TenantId, UnixMillis};
 use crate::secrets::{Keyring, is_sealed};
 
@@ -16,7 +16,8 @@ use crate::secrets::{Keyring, is_sealed};
 macro_rules! endpoint_columns {
     () => {
         "tenant, id, name, url, method, headers, secret, timeout_ms, retry, enabled, \
-         disabled_reason, created_at, updated_at, previous_secret, previous_secret_expires_at, auth, tls, rate_limit, max_concurrency"
+         disabled_reason, created_at, updated_at, previous_secret, previous_secret_expires_at, auth, tls, rate_limit, max_concurrency, \
+         secret_headers"
     };
 }
 
@@ -26,7 +27,7 @@ impl Store {
         const INSERT: &str = concat!(
             "INSERT INTO endpoints (",
             endpoint_columns!(),
-            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)"
+            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)"
         );
         let mut statement = Statement::new(INSERT);
         self.push_endpoint(&mut statement, endpoint)?;
@@ -65,14 +66,21 @@ impl Store {
             .transpose()
     }
 
-    /// `tenant`'s endpoints, oldest first.
-    pub async fn list_endpoints(&self, tenant: &TenantId) -> Result<Vec<Endpoint>, StoreError> {
+    /// A page of `tenant`'s endpoints, oldest first (ids sort by creation).
+    pub async fn list_endpoints(
+        &self,
+        tenant: &TenantId,
+        page: Page<'_>,
+    ) -> Result<Vec<Endpoint>, StoreError> {
         const LIST: &str = concat!(
             "SELECT ",
             endpoint_columns!(),
-            " FROM endpoints WHERE tenant = $1 ORDER BY created_at, id"
+            " FROM endpoints WHERE tenant = $1 AND id > $2 ORDER BY id LIMIT $3"
         );
-        let statement = Statement::new(LIST).bind(tenant.as_str());
+        let statement = Statement::new(LIST)
+            .bind(tenant.as_str())
+            .bind(page.after.unwrap_or_default())
+            .bind(i64::from(page.limit));
         let rows = self
             .backend
             .fetch_all(statement)
@@ -89,7 +97,7 @@ impl Store {
         const UPDATE: &str = "UPDATE endpoints SET name = $3, url = $4, method = $5, headers = $6, \
              secret = $7, timeout_ms = $8, retry = $9, enabled = $10, disabled_reason = $11, \
              updated_at = $13, previous_secret = $14, previous_secret_expires_at = $15, auth = $16, tls = $17, \
-             rate_limit = $18, max_concurrency = $19 \
+             rate_limit = $18, max_concurrency = $19, secret_headers = $20 \
              WHERE tenant = $1 AND id = $2";
         let mut statement = Statement::new(UPDATE);
         self.push_endpoint(&mut statement, endpoint)?;
@@ -182,7 +190,8 @@ impl Store {
 }
 
 /// The columns of `endpoints` that hold secrets, sealed.
-const SEALED_COLUMNS: [&str; 5] = ["secret", "previous_secret", "headers", "auth", "tls"];
+/// The URL among them: its query string may carry a token.
+const SEALED_COLUMNS: [&str; 6] = ["url", "secret", "previous_secret", "headers", "auth", "tls"];
 
 /// What a sealed value of `column` of endpoint `tenant`/`id` is bound to.
 fn sealing_context(tenant: &str, id: &str, column: &str) -> String {
@@ -276,7 +285,7 @@ impl Store {
             .map_err(StoreError::database(doing()))?;
         let rows = tx
             .fetch_all(Statement::new(
-                "SELECT tenant, id, secret, previous_secret, headers, auth, tls FROM endpoints",
+                "SELECT tenant, id, url, secret, previous_secret, headers, auth, tls FROM endpoints",
             ))
             .await
             .map_err(StoreError::database(doing()))?;
@@ -318,7 +327,7 @@ impl Store {
         statement.push(endpoint.tenant.as_str());
         statement.push(endpoint.id.as_str());
         statement.push(endpoint.name.as_str());
-        statement.push(endpoint.url.as_str());
+        statement.push(self.seal(endpoint, "url", &endpoint.url)?);
         statement.push(endpoint.method.as_str());
         statement.push(self.seal_json(endpoint, "headers", &endpoint.headers)?);
         statement.push(self.seal(endpoint, "secret", &endpoint.secret)?);
@@ -360,6 +369,16 @@ impl Store {
                 .transpose()?,
         );
         statement.push(endpoint.max_concurrency.map(i64::from));
+        statement.push(
+            (!endpoint.secret_headers.is_empty())
+                .then(|| {
+                    to_json(
+                        &endpoint.secret_headers,
+                        format_args!("the secret headers of {}", owner()),
+                    )
+                })
+                .transpose()?,
+        );
         Ok(())
     }
 
@@ -374,10 +393,12 @@ impl Store {
         };
         Ok(Endpoint {
             name: row.get("name")?,
-            url: row.get("url")?,
+            url: open("url")?.unwrap_or_default(),
             method: row.get("method")?,
             headers: self
                 .open_json(row, &tenant, &id, "headers")?
+                .unwrap_or_default(),
+            secret_headers: optional_json_column(row, "secret_headers", &owner)?
                 .unwrap_or_default(),
             auth: self.open_json(row, &tenant, &id, "auth")?,
             tls: self.open_json(row, &tenant, &id, "tls")?,

@@ -53,6 +53,11 @@ const SQLITE: &[MigrationFile] = &[
         "subscription pause",
         include_str!("../../migrations/sqlite/0009_subscription_pause.sql"),
     ),
+    (
+        10,
+        "secret headers",
+        include_str!("../../migrations/sqlite/0010_secret_headers.sql"),
+    ),
 ];
 
 const POSTGRES: &[MigrationFile] = &[
@@ -100,6 +105,11 @@ const POSTGRES: &[MigrationFile] = &[
         9,
         "subscription pause",
         include_str!("../../migrations/postgres/0009_subscription_pause.sql"),
+    ),
+    (
+        10,
+        "secret headers",
+        include_str!("../../migrations/postgres/0010_secret_headers.sql"),
     ),
 ];
 

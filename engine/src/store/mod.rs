@@ -48,6 +48,21 @@ pub use group_commit::GroupCommit;
 pub use history::{DEFAULT_PAGE_SIZE, DeliveryQuery, MAX_PAGE_SIZE};
 pub use plugins::StoredPlugin;
 
+/// A page of a tenant's configuration objects, oldest first: those created
+/// after the object `after` (none: from the first), `limit` of them at most.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Page<'a> {
+    pub after: Option<&'a str>,
+    pub limit: u32,
+}
+
+impl Page<'_> {
+    /// The first `limit`.
+    pub fn first(limit: u32) -> Self {
+        Self { after: None, limit }
+    }
+}
+
 use database::Backend;
 use std::fmt;
 

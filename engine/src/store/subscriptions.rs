@@ -1,11 +1,11 @@
 //! Subscriptions: which events go to which endpoint, and what happens to them
 //! on the way.
 
-use super::Store;
 use super::database::{Row, Statement, Tx, is_unique_violation};
 use super::error::StoreError;
 use super::json::{json_column, optional_json_column, to_json};
 use super::queue;
+use super::{Page, Store};
 use crate::model::{
     EndpointId, ON_HOLD, Pause, Subscription, SubscriptionId, TenantId, UnixMillis, now_millis,
 };
@@ -79,17 +79,21 @@ impl Store {
         row.as_ref().map(subscription_from_row).transpose()
     }
 
-    /// `tenant`'s subscriptions, oldest first.
+    /// A page of `tenant`'s subscriptions, oldest first (ids sort by creation).
     pub async fn list_subscriptions(
         &self,
         tenant: &TenantId,
+        page: Page<'_>,
     ) -> Result<Vec<Subscription>, StoreError> {
         const LIST: &str = concat!(
             "SELECT ",
             subscription_columns!(),
-            " FROM subscriptions WHERE tenant = $1 ORDER BY created_at, id"
+            " FROM subscriptions WHERE tenant = $1 AND id > $2 ORDER BY id LIMIT $3"
         );
-        let statement = Statement::new(LIST).bind(tenant.as_str());
+        let statement = Statement::new(LIST)
+            .bind(tenant.as_str())
+            .bind(page.after.unwrap_or_default())
+            .bind(i64::from(page.limit));
         let rows = self
             .backend
             .fetch_all(statement)

@@ -370,3 +370,179 @@ async fn a_put_that_sends_back_hints_keeps_the_stored_credentials() {
         weft.stop().await;
     }
 }
+
+/// What a GET shows, as a PUT body: the fields the API adds removed.
+fn as_input(shown: &Value) -> Value {
+    let mut input = shown.clone();
+    for field in [
+        "id",
+        "tenant",
+        "secret",
+        "created_at",
+        "updated_at",
+        "disabled_reason",
+    ] {
+        input.as_object_mut().unwrap().remove(field);
+    }
+    input
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stored_credentials_go_only_to_the_origin_they_were_given_for() {
+    for backend in BACKENDS {
+        let weft = TestWeft::start(backend).await;
+        let receiver = Receiver::start().await;
+        let elsewhere = Receiver::start().await;
+        let (status, endpoint) = weft
+            .post(
+                "/v1/endpoints",
+                &json!({
+                    "name": "crm",
+                    "url": format!("{}?token=url-token-0123456789&team=ops", receiver.url),
+                    "headers": { "x-api-key": "header key 0123456789", "x-tenant-code": "tenant code 0123456789", "x-source": "erp" },
+                    "secret_headers": ["X-Tenant-Code"],
+                    "auth": { "type": "basic", "username": "weft", "password": "a long enough password" },
+                    "timeout_ms": 2000
+                }),
+            )
+            .await;
+        assert_eq!(status, 201, "{endpoint}");
+        let id = endpoint["id"].as_str().unwrap().to_owned();
+        weft.subscription(&id, json!({ "event_types": ["stock.updated"] }))
+            .await;
+        let path = format!("/v1/endpoints/{id}");
+        let (_, shown) = weft.get(&path).await;
+        assert_eq!(shown["headers"]["x-tenant-code"], "…6789", "{shown}");
+        assert_eq!(shown["headers"]["x-source"], "erp");
+        assert!(
+            shown["url"].as_str().unwrap().ends_with("?token=[redacted]&team=ops"),
+            "{shown}"
+        );
+
+        // Pointed elsewhere with the hints: refused, naming what to give again.
+        let mut moved = as_input(&shown);
+        moved["url"] = json!(elsewhere.url);
+        let (status, problem) = weft.call("PUT", &path, Some(&moved), &[]).await;
+        assert_eq!(status, 422, "{backend:?}: {problem}");
+        assert_eq!(problem["type"], "credentials_unbound", "{problem}");
+        let detail = problem["detail"].as_str().unwrap();
+        for field in ["auth.password", "headers.x-api-key", "headers.x-tenant-code"] {
+            assert!(detail.contains(field), "{field}: {detail}");
+        }
+        let (_, audit) = weft
+            .get("/v1/audit?action=endpoint.update&outcome=refused")
+            .await;
+        let entries = audit["entries"].as_array().unwrap();
+        assert_eq!(entries.len(), 1, "{audit}");
+        assert!(
+            entries[0]["detail"].as_str().unwrap().contains("auth.password"),
+            "{audit}"
+        );
+        let (_, unchanged) = weft.get(&path).await;
+        assert_eq!(unchanged["url"], shown["url"]);
+
+        // The same origin, another path: the stored credentials stay.
+        let mut same_origin = as_input(&shown);
+        same_origin["url"] = json!(format!("{}/v2?token=url-token-0123456789", receiver.url));
+        let (status, updated) = weft.call("PUT", &path, Some(&same_origin), &[]).await;
+        assert_eq!(status, 200, "{backend:?}: {updated}");
+        weft.publish_sample("stock.updated", |_| {}).await;
+        let received = receiver.wait_for(1, WAIT).await;
+        assert_eq!(
+            received[0].header("authorization"),
+            Some("Basic d2VmdDphIGxvbmcgZW5vdWdoIHBhc3N3b3Jk")
+        );
+        assert_eq!(received[0].header("x-tenant-code"), Some("tenant code 0123456789"));
+        let (_, history) = weft.get("/v1/deliveries").await;
+        let delivery = history["deliveries"][0]["id"].as_str().unwrap().to_owned();
+        let (_, detail) = weft.get(&format!("/v1/deliveries/{delivery}")).await;
+        let attempt = &detail["attempts"][0];
+        assert_eq!(attempt["request_headers"]["x-tenant-code"], "[redacted]", "{attempt}");
+        assert!(
+            attempt["request_url"].as_str().unwrap().ends_with("?token=[redacted]"),
+            "{attempt}"
+        );
+
+        // Given again, the credentials may go elsewhere.
+        let mut given_again = as_input(&shown);
+        given_again["url"] = json!(elsewhere.url);
+        given_again["auth"]["password"] = json!("a long enough password");
+        given_again["headers"]["x-api-key"] = json!("header key 0123456789");
+        given_again["headers"]["x-tenant-code"] = json!("tenant code 0123456789");
+        let (status, moved) = weft.call("PUT", &path, Some(&given_again), &[]).await;
+        assert_eq!(status, 200, "{backend:?}: {moved}");
+        weft.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn endpoint_headers_and_urls_that_could_misdirect_a_request_are_refused() {
+    let weft = TestWeft::start(Backend::Sqlite).await;
+    let many: serde_json::Map<String, Value> = (0..40)
+        .map(|n| (format!("x-header-{n}"), json!("1")))
+        .collect();
+    let cases = [
+        (json!({ "Host": "evil.example" }), None, "headers.Host"),
+        (json!({ "content-length": "5" }), None, "headers.content-length"),
+        (json!({ "Transfer-Encoding": "chunked" }), None, "headers.Transfer-Encoding"),
+        (json!({ "webhook-id": "msg_1" }), None, "headers.webhook-id"),
+        (Value::Object(many), None, "headers"),
+        (json!({ "x-big": "v".repeat(20_000) }), None, "headers"),
+        (json!({}), Some("https://user:secret@crm.example/hooks"), "url"),
+        (json!({ "x-one": "1" }), Some("NOT-A-HEADER"), "secret_headers[0]"),
+    ];
+    for (headers, url_or_secret, field) in cases {
+        let mut spec = json!({ "name": "x", "url": "https://crm.example/hooks", "headers": headers });
+        match url_or_secret {
+            Some(url) if url.starts_with("https://") => spec["url"] = json!(url),
+            Some(name) => spec["secret_headers"] = json!([name]),
+            None => {}
+        }
+        let (status, problem) = weft.post("/v1/endpoints", &spec).await;
+        assert_eq!(status, 422, "{field}: {problem}");
+        assert_eq!(problem["field"], field, "{problem}");
+        assert!(
+            !problem["detail"].as_str().unwrap().contains("secret@"),
+            "{problem}"
+        );
+    }
+    weft.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn endpoint_and_subscription_lists_come_in_pages() {
+    for backend in BACKENDS {
+        let weft = TestWeft::start(backend).await;
+        let mut created = Vec::new();
+        for n in 0..5 {
+            let (id, _) = weft.endpoint(&format!("https://crm{n}.example/hooks"), 1).await;
+            weft.subscription(&id, json!({ "event_types": ["*"] })).await;
+            created.push(id);
+        }
+        for (collection, key) in [("/v1/endpoints", "endpoints"), ("/v1/subscriptions", "subscriptions")] {
+            let mut seen = Vec::new();
+            let mut query = format!("{collection}?limit=2");
+            loop {
+                let (status, page) = weft.get(&query).await;
+                assert_eq!(status, 200, "{page}");
+                let items = page[key].as_array().unwrap();
+                assert!(items.len() <= 2);
+                seen.extend(items.iter().map(|item| item["id"].clone()));
+                match page["next_after"].as_str() {
+                    Some(after) => query = format!("{collection}?limit=2&after={after}"),
+                    None => break,
+                }
+            }
+            assert_eq!(seen.len(), 5, "{backend:?} {collection}: {seen:?}");
+            if key == "endpoints" {
+                let ids: Vec<Value> = created.iter().map(|id| json!(id)).collect();
+                assert_eq!(seen, ids, "oldest first");
+            }
+        }
+        let (status, problem) = weft.get("/v1/endpoints?limit=0").await;
+        assert_eq!((status, problem["field"].as_str()), (400, Some("limit")));
+        let (status, problem) = weft.get("/v1/subscriptions?after=nope").await;
+        assert_eq!((status, problem["field"].as_str()), (400, Some("after")));
+        weft.stop().await;
+    }
+}

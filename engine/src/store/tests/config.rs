@@ -44,7 +44,10 @@ async fn endpoints_round_trip() {
         store.create_endpoint(&second).await.unwrap();
 
         assert_eq!(
-            store.list_endpoints(&acme).await.unwrap(),
+            store
+                .list_endpoints(&acme, crate::store::Page::first(100))
+                .await
+                .unwrap(),
             vec![stored.clone(), second]
         );
         assert_eq!(
@@ -68,7 +71,13 @@ async fn endpoints_of_another_tenant_are_out_of_reach() {
         let not_found = Err(StoreError::not_found("endpoint", &theirs.id));
 
         assert_eq!(store.get_endpoint(&globex, &theirs.id).await.unwrap(), None);
-        assert_eq!(store.list_endpoints(&globex).await.unwrap(), vec![]);
+        assert_eq!(
+            store
+                .list_endpoints(&globex, crate::store::Page::first(100))
+                .await
+                .unwrap(),
+            vec![]
+        );
         let mut hijacked = theirs.clone();
         hijacked.tenant = globex.clone();
         assert_eq!(store.update_endpoint(&hijacked).await, not_found);
@@ -167,7 +176,10 @@ async fn subscriptions_round_trip() {
         store.create_subscription(&second).await.unwrap();
 
         assert_eq!(
-            store.list_subscriptions(&acme).await.unwrap(),
+            store
+                .list_subscriptions(&acme, crate::store::Page::first(100))
+                .await
+                .unwrap(),
             vec![stored.clone(), second.clone()]
         );
         assert_eq!(
@@ -234,7 +246,14 @@ async fn subscriptions_of_another_tenant_are_out_of_reach() {
             store.delete_subscription(&globex, &theirs.id).await,
             not_found
         );
-        assert_eq!(store.list_subscriptions(&globex).await.unwrap().len(), 1);
+        assert_eq!(
+            store
+                .list_subscriptions(&globex, crate::store::Page::first(100))
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
         assert_eq!(
             store.get_subscription(&acme, &theirs.id).await.unwrap(),
             Some(theirs)

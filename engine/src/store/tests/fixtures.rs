@@ -23,6 +23,7 @@ pub(crate) fn endpoint(tenant: &TenantId) -> Endpoint {
         url: "https://crm.example.com/hooks/orders".into(),
         method: "POST".into(),
         headers: BTreeMap::from([("x-source".into(), "weft".into())]),
+        secret_headers: Vec::new(),
         auth: None,
         tls: None,
         rate_limit: None,
