@@ -196,8 +196,15 @@ async fn serve(args: ServeArgs, artifact_dir: Option<PathBuf>) -> Result<()> {
     if let Some(dir) = &args.plugins_dir {
         register_first_party(&store, &runtime, dir).await?;
     }
+    if store.autovacuum_is_off().await? {
+        tracing::warn!(
+            "PostgreSQL's autovacuum is off: Weft vacuums its delivery tables itself when dead \
+             rows pile up, but the others (audit log, keys, endpoints) need a VACUUM now and then"
+        );
+    }
     let wake = Arc::new(Notify::new());
     let (stop, stopping) = watch::channel(false);
+    let maintenance = tokio::spawn(maintain_tables(store.clone(), stopping.clone()));
     let policy = NetworkPolicy::allowing(&args.allowed_networks)
         .map_err(|error| anyhow::anyhow!("--allow-network: {error}"))?
         .with_plain_http(args.allow_http)
@@ -255,8 +262,31 @@ async fn serve(args: ServeArgs, artifact_dir: Option<PathBuf>) -> Result<()> {
     for worker in workers {
         let _ = worker.await;
     }
+    let _ = maintenance.await;
     println!("weft stopped");
     Ok(())
+}
+
+/// How often the delivery tables' dead rows are looked at (and cleared).
+const MAINTENANCE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Keeps PostgreSQL's hot tables fit (see `store::maintenance`) until the
+/// server stops.
+async fn maintain_tables(store: Store, mut stopping: watch::Receiver<bool>) {
+    while !*stopping.borrow() {
+        tokio::select! {
+            () = tokio::time::sleep(MAINTENANCE_INTERVAL) => {}
+            _ = stopping.changed() => break,
+        }
+        match store.maintain().await {
+            Ok(done) => {
+                for (table, dead) in done.vacuumed {
+                    tracing::info!(table, dead, "vacuumed and analysed");
+                }
+            }
+            Err(error) => tracing::warn!(%error, "cannot maintain the delivery tables"),
+        }
+    }
 }
 
 /// Gives a database without keys its first: an admin key of tenant `default`,

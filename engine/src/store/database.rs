@@ -251,6 +251,38 @@ pub(super) enum Tx {
     Postgres(Transaction<'static, Postgres>),
 }
 
+/// One PostgreSQL connection held for statements that must share a session
+/// (advisory locks), outside any transaction (`VACUUM` cannot run in one).
+pub(super) struct Session(sqlx::pool::PoolConnection<Postgres>);
+
+impl Backend {
+    /// A connection of PostgreSQL's pool of its own; SQLite has no use for one.
+    pub(super) async fn dedicated(&self) -> Result<Session, sqlx::Error> {
+        match self {
+            Self::Postgres(pool) => Ok(Session(pool.acquire().await?)),
+            Self::Sqlite { .. } => Err(sqlx::Error::Configuration(
+                "SQLite has no sessions to hold".into(),
+            )),
+        }
+    }
+}
+
+impl Session {
+    pub(super) async fn fetch_optional(
+        &mut self,
+        statement: Statement,
+    ) -> Result<Option<Row>, sqlx::Error> {
+        Ok(bind(statement)
+            .fetch_optional(&mut *self.0)
+            .await?
+            .map(Row::from))
+    }
+
+    pub(super) async fn execute(&mut self, statement: Statement) -> Result<u64, sqlx::Error> {
+        Ok(bind(statement).execute(&mut *self.0).await?.rows_affected())
+    }
+}
+
 impl Tx {
     pub(super) async fn fetch_all(
         &mut self,
@@ -390,6 +422,15 @@ impl Statement {
             sql: sql.into(),
             parameters: Vec::new(),
             cached: true,
+        }
+    }
+
+    /// A statement run now and then: not kept prepared (maintenance
+    /// commands, which cannot be, among them).
+    pub(super) fn once(sql: impl Into<Cow<'static, str>>) -> Self {
+        Self {
+            cached: false,
+            ..Self::new(sql)
         }
     }
 

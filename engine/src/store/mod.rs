@@ -30,6 +30,7 @@ mod events;
 mod group_commit;
 mod history;
 mod json;
+mod maintenance;
 mod migrations;
 mod plugins;
 mod queue;
@@ -46,6 +47,7 @@ pub use event_types::EventTypeRecord;
 pub use events::{IngestOutcome, NewEvent};
 pub use group_commit::GroupCommit;
 pub use history::{DEFAULT_PAGE_SIZE, DeliveryQuery, MAX_PAGE_SIZE};
+pub use maintenance::Maintenance;
 pub use plugins::StoredPlugin;
 
 /// A page of a tenant's configuration objects, oldest first: those created

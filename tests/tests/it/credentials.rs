@@ -415,7 +415,10 @@ async fn stored_credentials_go_only_to_the_origin_they_were_given_for() {
         assert_eq!(shown["headers"]["x-tenant-code"], "…6789", "{shown}");
         assert_eq!(shown["headers"]["x-source"], "erp");
         assert!(
-            shown["url"].as_str().unwrap().ends_with("?token=[redacted]&team=ops"),
+            shown["url"]
+                .as_str()
+                .unwrap()
+                .ends_with("?token=[redacted]&team=ops"),
             "{shown}"
         );
 
@@ -426,7 +429,11 @@ async fn stored_credentials_go_only_to_the_origin_they_were_given_for() {
         assert_eq!(status, 422, "{backend:?}: {problem}");
         assert_eq!(problem["type"], "credentials_unbound", "{problem}");
         let detail = problem["detail"].as_str().unwrap();
-        for field in ["auth.password", "headers.x-api-key", "headers.x-tenant-code"] {
+        for field in [
+            "auth.password",
+            "headers.x-api-key",
+            "headers.x-tenant-code",
+        ] {
             assert!(detail.contains(field), "{field}: {detail}");
         }
         let (_, audit) = weft
@@ -435,7 +442,10 @@ async fn stored_credentials_go_only_to_the_origin_they_were_given_for() {
         let entries = audit["entries"].as_array().unwrap();
         assert_eq!(entries.len(), 1, "{audit}");
         assert!(
-            entries[0]["detail"].as_str().unwrap().contains("auth.password"),
+            entries[0]["detail"]
+                .as_str()
+                .unwrap()
+                .contains("auth.password"),
             "{audit}"
         );
         let (_, unchanged) = weft.get(&path).await;
@@ -452,14 +462,23 @@ async fn stored_credentials_go_only_to_the_origin_they_were_given_for() {
             received[0].header("authorization"),
             Some("Basic d2VmdDphIGxvbmcgZW5vdWdoIHBhc3N3b3Jk")
         );
-        assert_eq!(received[0].header("x-tenant-code"), Some("tenant code 0123456789"));
+        assert_eq!(
+            received[0].header("x-tenant-code"),
+            Some("tenant code 0123456789")
+        );
         let (_, history) = weft.get("/v1/deliveries").await;
         let delivery = history["deliveries"][0]["id"].as_str().unwrap().to_owned();
         let (_, detail) = weft.get(&format!("/v1/deliveries/{delivery}")).await;
         let attempt = &detail["attempts"][0];
-        assert_eq!(attempt["request_headers"]["x-tenant-code"], "[redacted]", "{attempt}");
+        assert_eq!(
+            attempt["request_headers"]["x-tenant-code"], "[redacted]",
+            "{attempt}"
+        );
         assert!(
-            attempt["request_url"].as_str().unwrap().ends_with("?token=[redacted]"),
+            attempt["request_url"]
+                .as_str()
+                .unwrap()
+                .ends_with("?token=[redacted]"),
             "{attempt}"
         );
 
@@ -483,16 +502,33 @@ async fn endpoint_headers_and_urls_that_could_misdirect_a_request_are_refused() 
         .collect();
     let cases = [
         (json!({ "Host": "evil.example" }), None, "headers.Host"),
-        (json!({ "content-length": "5" }), None, "headers.content-length"),
-        (json!({ "Transfer-Encoding": "chunked" }), None, "headers.Transfer-Encoding"),
+        (
+            json!({ "content-length": "5" }),
+            None,
+            "headers.content-length",
+        ),
+        (
+            json!({ "Transfer-Encoding": "chunked" }),
+            None,
+            "headers.Transfer-Encoding",
+        ),
         (json!({ "webhook-id": "msg_1" }), None, "headers.webhook-id"),
         (Value::Object(many), None, "headers"),
         (json!({ "x-big": "v".repeat(20_000) }), None, "headers"),
-        (json!({}), Some("https://user:secret@crm.example/hooks"), "url"),
-        (json!({ "x-one": "1" }), Some("NOT-A-HEADER"), "secret_headers[0]"),
+        (
+            json!({}),
+            Some("https://user:secret@crm.example/hooks"),
+            "url",
+        ),
+        (
+            json!({ "x-one": "1" }),
+            Some("NOT-A-HEADER"),
+            "secret_headers[0]",
+        ),
     ];
     for (headers, url_or_secret, field) in cases {
-        let mut spec = json!({ "name": "x", "url": "https://crm.example/hooks", "headers": headers });
+        let mut spec =
+            json!({ "name": "x", "url": "https://crm.example/hooks", "headers": headers });
         match url_or_secret {
             Some(url) if url.starts_with("https://") => spec["url"] = json!(url),
             Some(name) => spec["secret_headers"] = json!([name]),
@@ -515,11 +551,17 @@ async fn endpoint_and_subscription_lists_come_in_pages() {
         let weft = TestWeft::start(backend).await;
         let mut created = Vec::new();
         for n in 0..5 {
-            let (id, _) = weft.endpoint(&format!("https://crm{n}.example/hooks"), 1).await;
-            weft.subscription(&id, json!({ "event_types": ["*"] })).await;
+            let (id, _) = weft
+                .endpoint(&format!("https://crm{n}.example/hooks"), 1)
+                .await;
+            weft.subscription(&id, json!({ "event_types": ["*"] }))
+                .await;
             created.push(id);
         }
-        for (collection, key) in [("/v1/endpoints", "endpoints"), ("/v1/subscriptions", "subscriptions")] {
+        for (collection, key) in [
+            ("/v1/endpoints", "endpoints"),
+            ("/v1/subscriptions", "subscriptions"),
+        ] {
             let mut seen = Vec::new();
             let mut query = format!("{collection}?limit=2");
             loop {

@@ -569,3 +569,90 @@ async fn a_paused_subscription_holds_its_deliveries_until_it_is_resumed() {
     })
     .await;
 }
+
+/// Blocks of shared buffers a claim of due deliveries reads on PostgreSQL,
+/// from its plan: what dead queue rows cost it, counted rather than timed.
+async fn claim_buffers(url: &str) -> i64 {
+    use sqlx::Connection;
+    let mut connection = sqlx::postgres::PgConnection::connect(url).await.unwrap();
+    let plan: Vec<(String,)> = sqlx::query_as(
+        "EXPLAIN (ANALYZE, BUFFERS) SELECT seq FROM delivery_queue \
+         WHERE next_attempt_at <= 9000000000000 AND lease_until IS NULL AND NOT batched \
+         ORDER BY next_attempt_at, seq LIMIT 256",
+    )
+    .fetch_all(&mut connection)
+    .await
+    .unwrap();
+    // The top node's first `Buffers: shared hit=N read=M` line covers the plan.
+    let line = plan
+        .iter()
+        .map(|(line,)| line.trim())
+        .find(|line| line.starts_with("Buffers: shared"))
+        .unwrap_or("");
+    line.split_whitespace()
+        .filter_map(|part| {
+            let (name, count) = part.split_once('=')?;
+            ["hit", "read"]
+                .contains(&name)
+                .then(|| count.parse::<i64>().ok())
+                .flatten()
+        })
+        .sum()
+}
+
+#[tokio::test]
+async fn weft_vacuums_a_churned_queue_itself_on_postgresql() {
+    super::backends::on_both_databases(|url| async move {
+        let store = super::backends::connect(&url).await;
+        let (_, subscription) = configured(&store, &tenant("acme")).await;
+        // Churn: 12,000 deliveries queued, claimed and settled.
+        for _ in 0..12 {
+            capture(&store, &subscription, &vec![NOW; 1_000]).await;
+            let claimed = store
+                .claim_due_deliveries(NOW, 1_000, LEASE_MS, &[])
+                .await
+                .unwrap();
+            let done = claimed
+                .iter()
+                .map(|delivery| attempted(delivery, DeliveryStatus::Succeeded, 200, NOW))
+                .collect();
+            store.finish_deliveries(done).await.unwrap();
+        }
+        if !url.starts_with("postgres") {
+            // SQLite rewrites in place: nothing to do, and nothing done.
+            assert_eq!(store.maintain().await.unwrap().vacuumed, vec![]);
+            return;
+        }
+        println!(
+            "autovacuum off: {}",
+            store.autovacuum_is_off().await.unwrap()
+        );
+        claim_buffers(&url).await;
+        let before = claim_buffers(&url).await;
+        // The churners' statistics reach the server within seconds.
+        let mut vacuumed = Vec::new();
+        for _ in 0..150 {
+            vacuumed = store.maintain().await.unwrap().vacuumed;
+            if vacuumed.iter().any(|(table, _)| table == "delivery_queue") {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        let (_, dead) = vacuumed
+            .iter()
+            .find(|(table, _)| table == "delivery_queue")
+            .unwrap_or_else(|| panic!("the queue was not vacuumed: {vacuumed:?}"));
+        assert!(*dead >= 5_000, "{dead} dead rows");
+        claim_buffers(&url).await;
+        let after = claim_buffers(&url).await;
+        println!("a claim over the churned queue read {before} blocks, {after} once vacuumed");
+        assert!(after * 10 < before, "{before} blocks, then {after}");
+        // Nothing left to do: the next round leaves the queue alone.
+        let again = store.maintain().await.unwrap().vacuumed;
+        assert!(
+            !again.iter().any(|(table, _)| table == "delivery_queue"),
+            "{again:?}"
+        );
+    })
+    .await;
+}
