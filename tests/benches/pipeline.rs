@@ -34,6 +34,8 @@ const BASELINE_CONCURRENCY: usize = 64;
 const OFFERED_PER_SECOND: u64 = 2_000;
 /// Delivery workers, as `weft serve` starts by default.
 const WORKERS: usize = 2;
+/// Deliveries queued for the slow endpoint: more than its share of places.
+const SLOW_BACKLOG: usize = 2_000;
 
 type HttpClient = Client<HttpConnector, Full<Bytes>>;
 
@@ -137,6 +139,51 @@ async fn bench_backend(name: &str, backend: Backend, events: usize, seconds: u64
     let before = receiver.count();
     let delivering = open_loop(&client, &events_url, &to_bytes(&published), seconds).await;
     wait_until_received(&receiver, before + delivering.accepted).await;
+
+    // The healthy endpoint's throughput with its workers running, alone and
+    // then beside an endpoint whose receiver holds every request for a
+    // minute (a backlog of more than its share of the places).
+    let publish_backlog = |count: usize| {
+        let (client, target, batch) = (
+            client.clone(),
+            Target::weft(&weft, "/v1/events/batch"),
+            Bytes::from(
+                serde_json::to_vec(&json!({ "events": vec![published.clone(); BATCH] })).unwrap(),
+            ),
+        );
+        async move {
+            post_concurrently(&client, &target, batch, count.div_ceil(BATCH), PUBLISHERS).await;
+        }
+    };
+    let alone = timed_backlog(&receiver, events, publish_backlog(events)).await;
+    let slow = Receiver::start().await;
+    slow.answer_all(weft_tests::receiver::Reply::status(200).after(Duration::from_secs(60)));
+    let (status, slow_endpoint) = weft
+        .post(
+            "/v1/endpoints",
+            &json!({ "name": "slow", "url": slow.url, "timeout_ms": 60_000 }),
+        )
+        .await;
+    assert_eq!(status, 201, "{slow_endpoint}");
+    weft.subscription(
+        slow_endpoint["id"].as_str().unwrap(),
+        json!({ "event_types": ["stock.updated"] }),
+    )
+    .await;
+    let stock = json!({ "type": "stock.updated", "data": sample_event_json("stock.updated")["data"] });
+    post_concurrently(
+        &client,
+        &Target::weft(&weft, "/v1/events/batch"),
+        to_bytes(&json!({ "events": vec![stock; BATCH] })),
+        SLOW_BACKLOG / BATCH,
+        1,
+    )
+    .await;
+    while slow.in_flight() < weft_engine::delivery::DEFAULT_ENDPOINT_CONCURRENCY as usize {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let beside_slow = timed_backlog(&receiver, events, publish_backlog(events)).await;
+    let slow_in_flight = slow.in_flight();
     weft.stop().await;
 
     println!(
@@ -172,6 +219,21 @@ async fn bench_backend(name: &str, backend: Backend, events: usize, seconds: u64
         "capture p99 at 2,000/s, delivering, ms",
         delivering.p99,
         baseline_latency.p99,
+    );
+    row(
+        "healthy endpoint alone, deliveries/s",
+        alone,
+        baseline_rate,
+    );
+    row(
+        "healthy endpoint beside a 60 s one, deliveries/s",
+        beside_slow,
+        baseline_rate,
+    );
+    println!(
+        "{:<44} {:>12.2}   (aim: 0.90; the slow receiver held {slow_in_flight} requests)",
+        "  beside a slow endpoint / alone",
+        beside_slow / alone
     );
     println!(
         "(baseline: a bare hyper client posting the Slack body to the receiver; achieved rates {:.0}/s idle, {:.0}/s delivering, {:.0}/s baseline)",
@@ -314,6 +376,21 @@ async fn open_loop(client: &HttpClient, target: &Target, body: &Bytes, seconds: 
         accepted: latencies.len(),
         achieved_rate: latencies.len() as f64 / elapsed.as_secs_f64(),
     }
+}
+
+/// Publishes a backlog of `count` events with `publish` while the workers run,
+/// and returns the deliveries per second from its first publish until the
+/// receiver has them all.
+async fn timed_backlog(
+    receiver: &Receiver,
+    count: usize,
+    publish: impl std::future::Future<Output = ()>,
+) -> f64 {
+    let expected = receiver.count() + count.div_ceil(BATCH) * BATCH;
+    let started = Instant::now();
+    publish.await;
+    wait_until_received(receiver, expected).await;
+    count as f64 / started.elapsed().as_secs_f64()
 }
 
 async fn wait_until_received(receiver: &Receiver, count: usize) {
