@@ -196,7 +196,12 @@ impl Sink {
         let mut child = Command::new(&binary)
             .stdout(Stdio::piped())
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e} (cargo build --bins)", binary.display()));
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot start {}: {e} (cargo build --bins)",
+                    binary.display()
+                )
+            });
         let mut line = String::new();
         BufReader::new(child.stdout.take().unwrap())
             .read_line(&mut line)
@@ -272,7 +277,10 @@ async fn send(client: &HttpClient, url: &str, key: Option<&str>, body: Bytes) ->
         .await
         .unwrap();
     let status = response.status().as_u16();
-    (status, response.into_body().collect().await.unwrap().to_bytes())
+    (
+        status,
+        response.into_body().collect().await.unwrap().to_bytes(),
+    )
 }
 
 /// Posts `body` to `url` `count` times, `concurrency` at a time; every answer

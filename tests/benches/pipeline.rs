@@ -170,7 +170,8 @@ async fn bench_backend(name: &str, backend: Backend, events: usize, seconds: u64
         json!({ "event_types": ["stock.updated"] }),
     )
     .await;
-    let stock = json!({ "type": "stock.updated", "data": sample_event_json("stock.updated")["data"] });
+    let stock =
+        json!({ "type": "stock.updated", "data": sample_event_json("stock.updated")["data"] });
     post_concurrently(
         &client,
         &Target::weft(&weft, "/v1/events/batch"),
@@ -220,11 +221,7 @@ async fn bench_backend(name: &str, backend: Backend, events: usize, seconds: u64
         delivering.p99,
         baseline_latency.p99,
     );
-    row(
-        "healthy endpoint alone, deliveries/s",
-        alone,
-        baseline_rate,
-    );
+    row("healthy endpoint alone, deliveries/s", alone, baseline_rate);
     row(
         "healthy endpoint beside a 60 s one, deliveries/s",
         beside_slow,

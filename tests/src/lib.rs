@@ -61,6 +61,22 @@ pub fn sample_event(event_type: &str) -> Event {
     weft_engine::cli::read_sample_event(&path).unwrap()
 }
 
+/// The sample event of `examples/events/<event_type>.json` as Weft captures
+/// it (what filters and templates see), in tenant `acme`.
+pub fn captured_sample(event_type: &str) -> weft_engine::model::Event {
+    let sample = sample_event_json(event_type);
+    weft_engine::model::Event {
+        id: weft_engine::model::EventId::generate(),
+        tenant: weft_engine::model::TenantId::parse("acme").unwrap(),
+        event_type: event_type.into(),
+        occurred_at: 1_764_664_200_000,
+        received_at: 1_764_664_200_000,
+        idempotency_key: None,
+        payload: sample["data"].clone().into(),
+        metadata: std::collections::BTreeMap::new(),
+    }
+}
+
 /// The sample event file of `examples/events/<event_type>.json`, as JSON.
 pub fn sample_event_json(event_type: &str) -> serde_json::Value {
     let path = repo_root()

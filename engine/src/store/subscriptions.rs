@@ -171,91 +171,81 @@ impl Store {
         reason: &str,
         now: UnixMillis,
     ) -> Result<bool, StoreError> {
-        let doing = || format!("pausing subscription {id}");
-        let mut tx = self
-            .backend
-            .begin()
-            .await
-            .map_err(StoreError::database(doing()))?;
-        let pause = Statement::new(
-            "UPDATE subscriptions SET paused_reason = $3, paused_at = $4 \
-             WHERE tenant = $1 AND id = $2 AND paused_at IS NULL",
-        )
-        .bind(tenant.as_str())
-        .bind(id.as_str())
-        .bind(reason)
-        .bind(now);
-        let paused = tx
-            .execute(pause)
-            .await
-            .map_err(StoreError::database(doing()))?;
-        if paused == 0 {
-            tx.rollback().await.map_err(StoreError::database(doing()))?;
-            return Ok(false);
-        }
-        let note = format!("held: the subscription is paused ({reason})");
-        queue::reschedule_pending_of_subscription(
-            &mut tx,
-            tenant,
-            id,
-            None,
-            ON_HOLD,
-            Some(&note),
-            now,
-        )
-        .await?;
-        self.commit_change(tx)
-            .await
-            .map_err(StoreError::database(doing()))?;
-        Ok(true)
+        self.change_pause(tenant, id, Some(reason), now).await
     }
 
-    /// Resumes subscription `id` and releases its held deliveries, due `now`.
-    /// `NotFound` if there is no such subscription; a subscription that was
-    /// not paused is left as it is (and `false` returned).
+    /// Resumes subscription `id`, if it is paused, and releases its held
+    /// deliveries, due `now`; returns whether it resumed it. `NotFound` if
+    /// there is no such subscription.
     pub async fn resume_subscription(
         &self,
         tenant: &TenantId,
         id: &SubscriptionId,
         now: UnixMillis,
     ) -> Result<bool, StoreError> {
-        let doing = || format!("resuming subscription {id}");
+        self.change_pause(tenant, id, None, now).await
+    }
+
+    /// Pauses subscription `id` for `reason`, or resumes it (`None`), with its
+    /// pending deliveries held or released in the same transaction.
+    async fn change_pause(
+        &self,
+        tenant: &TenantId,
+        id: &SubscriptionId,
+        reason: Option<&str>,
+        now: UnixMillis,
+    ) -> Result<bool, StoreError> {
+        let doing = || match reason {
+            Some(_) => format!("pausing subscription {id}"),
+            None => format!("resuming subscription {id}"),
+        };
         let mut tx = self
             .backend
             .begin()
             .await
             .map_err(StoreError::database(doing()))?;
-        let exists =
-            Statement::new("SELECT paused_at FROM subscriptions WHERE tenant = $1 AND id = $2")
-                .bind(tenant.as_str())
-                .bind(id.as_str());
-        let Some(row) = tx
-            .fetch_optional(exists)
-            .await
-            .map_err(StoreError::database(doing()))?
-        else {
-            return Err(StoreError::not_found("subscription", id));
+        let change = match reason {
+            Some(reason) => Statement::new(
+                "UPDATE subscriptions SET paused_reason = $3, paused_at = $4 \
+                 WHERE tenant = $1 AND id = $2 AND paused_at IS NULL",
+            )
+            .bind(tenant.as_str())
+            .bind(id.as_str())
+            .bind(reason)
+            .bind(now),
+            None => Statement::new(
+                "UPDATE subscriptions SET paused_reason = NULL, paused_at = NULL \
+                 WHERE tenant = $1 AND id = $2 AND paused_at IS NOT NULL",
+            )
+            .bind(tenant.as_str())
+            .bind(id.as_str()),
         };
-        if row.get::<Option<i64>>("paused_at")?.is_none() {
-            tx.rollback().await.map_err(StoreError::database(doing()))?;
-            return Ok(false);
-        }
-        let resume = Statement::new(
-            "UPDATE subscriptions SET paused_reason = NULL, paused_at = NULL \
-             WHERE tenant = $1 AND id = $2",
-        )
-        .bind(tenant.as_str())
-        .bind(id.as_str());
-        tx.execute(resume)
+        let changed = tx
+            .execute(change)
             .await
             .map_err(StoreError::database(doing()))?;
+        if changed == 0 {
+            tx.rollback().await.map_err(StoreError::database(doing()))?;
+            return match self.get_subscription(tenant, id).await? {
+                Some(_) => Ok(false),
+                None => Err(StoreError::not_found("subscription", id)),
+            };
+        }
+        let (held_from, due, note) = match reason {
+            Some(reason) => (
+                None,
+                ON_HOLD,
+                Some(format!("held: the subscription is paused ({reason})")),
+            ),
+            None => (Some(ON_HOLD), now, None),
+        };
         queue::reschedule_pending_of_subscription(
             &mut tx,
             tenant,
             id,
-            Some(ON_HOLD),
-            now,
-            None,
+            held_from,
+            due,
+            note.as_deref(),
             now,
         )
         .await?;

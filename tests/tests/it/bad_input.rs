@@ -15,17 +15,7 @@ use weft_engine::pipeline::{Filter, PayloadTemplate, TextTemplate};
 
 /// The sample `sales_order.created` as the pipeline sees it.
 fn sample_event() -> weft_engine::model::Event {
-    let sample = weft_tests::sample_event_json("sales_order.created");
-    weft_engine::model::Event {
-        id: weft_engine::model::EventId::generate(),
-        tenant: weft_engine::model::TenantId::parse("acme").unwrap(),
-        event_type: "sales_order.created".into(),
-        occurred_at: 1_764_664_200_000,
-        received_at: 1_764_664_200_000,
-        idempotency_key: None,
-        payload: sample["data"].clone().into(),
-        metadata: BTreeMap::new(),
-    }
+    weft_tests::captured_sample("sales_order.created")
 }
 
 /// Inputs per target at scale 1.

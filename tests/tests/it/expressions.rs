@@ -73,21 +73,6 @@ fn measured<T>(work: impl FnOnce() -> T) -> (T, u64, Duration) {
     (value, (peak - before).max(0) as u64, elapsed)
 }
 
-/// The sample `sales_order.created`, as the pipeline sees it.
-fn sample_event() -> weft_engine::model::Event {
-    let sample = weft_tests::sample_event_json("sales_order.created");
-    weft_engine::model::Event {
-        id: weft_engine::model::EventId::generate(),
-        tenant: weft_engine::model::TenantId::parse("acme").unwrap(),
-        event_type: "sales_order.created".into(),
-        occurred_at: 1_764_664_200_000,
-        received_at: 1_764_664_200_000,
-        idempotency_key: None,
-        payload: sample["data"].clone().into(),
-        metadata: BTreeMap::new(),
-    }
-}
-
 /// Lists: ranges up to the largest `lists.range` makes, the event's items,
 /// and lists built from other lists and strings.
 fn list(string: BoxedStrategy<String>) -> BoxedStrategy<String> {
@@ -209,7 +194,7 @@ fn random_costly_filters_end_within_their_bounds() {
             proptest::test_runner::RngAlgorithm::ChaCha,
         ),
     );
-    let event = sample_event();
+    let event = weft_tests::captured_sample("sales_order.created");
     let strategy = filter();
     let mut outcomes: BTreeMap<&str, u32> = BTreeMap::new();
     let (mut slowest, mut largest) = ((Duration::ZERO, 0), (0, 0));
