@@ -31,13 +31,32 @@ where
     Test: Fn(String) -> Run,
     Run: Future<Output = ()> + Send + 'static,
 {
+    on_sqlite_then_postgres(Scope::Schema, test).await;
+}
+
+/// Like [`on_both_databases`], with a PostgreSQL database of the test's own:
+/// for tests of what `VACUUM` reclaims, which any open transaction of a
+/// neighbouring test in the same database would hold back.
+pub(crate) async fn on_both_databases_alone<Test, Run>(test: Test)
+where
+    Test: Fn(String) -> Run,
+    Run: Future<Output = ()> + Send + 'static,
+{
+    on_sqlite_then_postgres(Scope::Database, test).await;
+}
+
+async fn on_sqlite_then_postgres<Test, Run>(scope: Scope, test: Test)
+where
+    Test: Fn(String) -> Run,
+    Run: Future<Output = ()> + Send + 'static,
+{
     let directory = tempfile::tempdir().expect("creating a temporary directory");
     let sqlite_url = format!("sqlite://{}", directory.path().join("weft.db").display());
     run_reporting("SQLite", test(sqlite_url)).await;
 
-    let schema = TestSchema::create().await;
-    let outcome = tokio::spawn(test(schema.url())).await;
-    schema.drop().await;
+    let scratch = Scratch::create(scope).await;
+    let outcome = tokio::spawn(test(scratch.url())).await;
+    scratch.drop().await;
     report("PostgreSQL", outcome);
 }
 
@@ -64,14 +83,24 @@ fn report(backend: &str, outcome: Result<(), tokio::task::JoinError>) {
     }
 }
 
-/// A PostgreSQL schema that lives as long as one test.
-struct TestSchema {
-    server: String,
-    name: String,
+/// What a test gets of PostgreSQL to itself.
+#[derive(Clone, Copy)]
+enum Scope {
+    /// A schema of the shared test database.
+    Schema,
+    /// A database of its own on the same server.
+    Database,
 }
 
-impl TestSchema {
-    async fn create() -> Self {
+/// A PostgreSQL schema or database that lives as long as one test.
+struct Scratch {
+    server: String,
+    name: String,
+    scope: Scope,
+}
+
+impl Scratch {
+    async fn create(scope: Scope) -> Self {
         let server =
             std::env::var("WEFT_TEST_POSTGRES_URL").unwrap_or_else(|_| DEFAULT_POSTGRES_URL.into());
         let name = format!("weft_test_{}", ulid::Ulid::new().to_string().to_lowercase());
@@ -83,32 +112,61 @@ impl TestSchema {
                  PostgreSQL too: start it, or set WEFT_TEST_POSTGRES_URL to one that runs."
                 )
             });
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {name}")))
+        let create = match scope {
+            Scope::Schema => format!("CREATE SCHEMA {name}"),
+            Scope::Database => format!("CREATE DATABASE {name}"),
+        };
+        sqlx::query(sqlx::AssertSqlSafe(create.clone()))
             .execute(&mut connection)
             .await
-            .unwrap_or_else(|error| panic!("creating schema {name} on {server}: {error}"));
-        Self { server, name }
+            .unwrap_or_else(|error| panic!("{create} on {server}: {error}"));
+        Self {
+            server,
+            name,
+            scope,
+        }
     }
 
-    /// The server's URL, with this schema as the search path.
+    /// The server's URL, led to this schema or database.
     fn url(&self) -> String {
-        let separator = if self.server.contains('?') { '&' } else { '?' };
-        format!(
-            "{}{separator}options[search_path]={}",
-            self.server, self.name
-        )
+        let (base, query) = match self.server.split_once('?') {
+            Some((base, query)) => (base, Some(query)),
+            None => (self.server.as_str(), None),
+        };
+        match self.scope {
+            Scope::Schema => {
+                let separator = if query.is_some() { '&' } else { '?' };
+                format!(
+                    "{}{separator}options[search_path]={}",
+                    self.server, self.name
+                )
+            }
+            Scope::Database => {
+                let (host, _database) = base.rsplit_once('/').unwrap_or((base, ""));
+                let query = query.map(|query| format!("?{query}")).unwrap_or_default();
+                format!("{host}/{}{query}", self.name)
+            }
+        }
     }
 
     async fn drop(self) {
-        let Self { server, name } = self;
+        let Self {
+            server,
+            name,
+            scope,
+        } = self;
+        let drop = match scope {
+            Scope::Schema => format!("DROP SCHEMA {name} CASCADE"),
+            Scope::Database => format!("DROP DATABASE {name} WITH (FORCE)"),
+        };
         let dropped = async {
             let mut connection = PgConnection::connect(&server).await?;
-            sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA {name} CASCADE")))
+            sqlx::query(sqlx::AssertSqlSafe(drop.clone()))
                 .execute(&mut connection)
                 .await
         };
         if let Err(error) = dropped.await {
-            eprintln!("could not drop test schema {name} on {server}: {error}");
+            eprintln!("could not {drop} on {server}: {error}");
         }
     }
 }
