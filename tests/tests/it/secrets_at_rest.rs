@@ -177,9 +177,9 @@ async fn no_secret_reaches_the_database_file_or_the_logs_and_a_new_master_key_ta
         "{said}{}",
         String::from_utf8_lossy(&rotated.stderr)
     );
-    // Three endpoints, each with a signing secret, headers and auth.
+    // Three endpoints, each with a URL, a signing secret, headers and auth.
     assert!(
-        said.starts_with("re-sealed 9 secrets under master key "),
+        said.starts_with("re-sealed 12 secrets under master key "),
         "{said}"
     );
 
