@@ -69,6 +69,17 @@ impl Default for WorkerConfig {
 /// a little over).
 const FINISHED_PER_TRANSACTION: usize = 64;
 
+/// How long the recorder waits for more outcomes to join the first before
+/// writing them. Every transaction costs a commit (a disk flush on SQLite,
+/// where capture waits for the same writer): outcomes written a few at a time
+/// as they trickle in cost a commit each, so under load they are gathered.
+const RECORD_LINGER: Duration = Duration::from_millis(5);
+
+/// The least time between two claims that found fewer due deliveries than
+/// there were places: claiming again at once would cost a transaction for a
+/// handful of deliveries, where a moment later it takes all that came due.
+const CLAIM_SPACING: Duration = Duration::from_millis(5);
+
 /// Times the outcomes of deliveries are written before they are left to
 /// their leases, and the pause before the second try (growing after).
 const FINISH_ATTEMPTS: u32 = 3;
@@ -136,8 +147,16 @@ impl Worker {
         let recorded = Arc::new(Notify::new());
         let recorder = tokio::spawn(Arc::clone(&self).record(outcomes, Arc::clone(&recorded)));
         let mut in_flight = JoinSet::new();
+        // When the last claim that found less than it had room for ran.
+        let mut last_partial_claim: Option<tokio::time::Instant> = None;
         while !*shutdown.borrow() {
             while in_flight.try_join_next().is_some() {}
+            if let Some(at) = last_partial_claim.take() {
+                tokio::select! {
+                    () = tokio::time::sleep_until(at + CLAIM_SPACING) => {}
+                    _ = shutdown.changed() => break,
+                }
+            }
             // Registered before claiming, so that a capture committed while
             // the claim runs still wakes the worker.
             let woken = self.wake.notified();
@@ -151,10 +170,14 @@ impl Worker {
                 _ = shutdown.changed() => break,
             };
             let now = now_millis();
+            let claimed_at = tokio::time::Instant::now();
             let claimed = self.claim(now, places.count()).await;
             let batches = self
                 .claim_batches(now, places.count().saturating_sub(claimed.len()))
                 .await;
+            if claimed.len() + batches.claimed.len() < places.count() {
+                last_partial_claim = Some(claimed_at);
+            }
             if claimed.is_empty() && batches.claimed.is_empty() {
                 drop(places);
                 let pause = batches.next_ready_at.map_or(self.config.idle_poll, |at| {
@@ -219,8 +242,8 @@ impl Worker {
         }
     }
 
-    /// Records outcomes as deliveries finish: whatever has finished meanwhile
-    /// goes into one short transaction (on SQLite a publish waits for the
+    /// Records outcomes as deliveries finish: whatever finishes within
+    /// [`RECORD_LINGER`] of the first goes into one short transaction (on SQLite a publish waits for the
     /// writer while a worker holds it), a batch's members always together.
     /// Their places are freed once recorded, and `recorded` wakes the claimer:
     /// a finished delivery may let the next of its ordering key go.
@@ -230,11 +253,19 @@ impl Worker {
         recorded: Arc<Notify>,
     ) {
         while let Some(first) = outcomes.recv().await {
+            let gathered_until = tokio::time::Instant::now() + RECORD_LINGER;
             let mut updates = first.updates;
             let mut places = vec![first.place];
             while updates.len() < FINISHED_PER_TRANSACTION {
-                let Ok(next) = outcomes.try_recv() else {
-                    break;
+                let next = match outcomes.try_recv() {
+                    Ok(next) => next,
+                    Err(mpsc::error::TryRecvError::Empty) => {
+                        match tokio::time::timeout_at(gathered_until, outcomes.recv()).await {
+                            Ok(Some(next)) => next,
+                            Ok(None) | Err(_) => break,
+                        }
+                    }
+                    Err(mpsc::error::TryRecvError::Disconnected) => break,
                 };
                 updates.extend(next.updates);
                 places.push(next.place);

@@ -456,7 +456,7 @@ async fn stored_credentials_go_only_to_the_origin_they_were_given_for() {
         same_origin["url"] = json!(format!("{}/v2?token=url-token-0123456789", receiver.url));
         let (status, updated) = weft.call("PUT", &path, Some(&same_origin), &[]).await;
         assert_eq!(status, 200, "{backend:?}: {updated}");
-        weft.publish_sample("stock.updated", |_| {}).await;
+        let event = weft.publish_sample("stock.updated", |_| {}).await;
         let received = receiver.wait_for(1, WAIT).await;
         assert_eq!(
             received[0].header("authorization"),
@@ -466,8 +466,13 @@ async fn stored_credentials_go_only_to_the_origin_they_were_given_for() {
             received[0].header("x-tenant-code"),
             Some("tenant code 0123456789")
         );
-        let (_, history) = weft.get("/v1/deliveries").await;
-        let delivery = history["deliveries"][0]["id"].as_str().unwrap().to_owned();
+        // The receiver has the request a moment before its outcome is recorded.
+        let delivered = weft
+            .wait_for_deliveries(&event, WAIT, |d| {
+                d.first().is_some_and(|d| d["status"] == "succeeded")
+            })
+            .await;
+        let delivery = delivered[0]["id"].as_str().unwrap().to_owned();
         let (_, detail) = weft.get(&format!("/v1/deliveries/{delivery}")).await;
         let attempt = &detail["attempts"][0];
         assert_eq!(
