@@ -67,8 +67,15 @@ fn main() {
         .unwrap();
     println!("== black box: weft serve, weft-sink and this load generator, {events} events");
     println!(
-        "{:<10} {:<7} {:>10} {:>12} {:>12} {:>12} {:>9}",
-        "backend", "publish", "accepted/s", "delivered/s", "after pub/s", "baseline/s", "ratio"
+        "{:<10} {:<7} {:>10} {:>15} {:>12} {:>12} {:>12} {:>9}",
+        "backend",
+        "publish",
+        "accepted/s",
+        "publish p50/p99",
+        "delivered/s",
+        "after pub/s",
+        "baseline/s",
+        "ratio"
     );
     for (name, backend) in [("sqlite", Backend::Sqlite), ("postgres", Backend::Postgres)] {
         for (mode_name, mode) in [("batch", Mode::Batch), ("single", Mode::Single)] {
@@ -86,7 +93,11 @@ async fn run(name: &str, backend: Backend, mode_name: &str, mode: Mode, events: 
     let sink = Sink::start();
     let database = TestDatabase::create(backend).await;
     let workdir = tempfile::tempdir().unwrap();
-    let plugins_dir = guest("slack").parent().unwrap().to_owned();
+    // The Slack template alone: the tests' other guests include deliberately
+    // unusable ones.
+    let plugins_dir = workdir.path().join("plugins");
+    std::fs::create_dir(&plugins_dir).unwrap();
+    std::fs::copy(guest("slack"), plugins_dir.join("slack.wasm")).unwrap();
     let weft = WeftProcess::start_with(
         Some(&database.url),
         workdir.path(),
@@ -152,7 +163,7 @@ async fn run(name: &str, backend: Backend, mode_name: &str, mode: Mode, events: 
     };
     let published = requests * if mode == Mode::Batch { BATCH } else { 1 };
     let started = Instant::now();
-    post_all(
+    let publish_times = post_all(
         &client,
         &url,
         Some(&publisher),
@@ -173,8 +184,13 @@ async fn run(name: &str, backend: Backend, mode_name: &str, mode: Mode, events: 
     let after = total - publishing;
     let delivered_rate = published as f64 / total.as_secs_f64();
     println!(
-        "{name:<10} {mode_name:<7} {:>10.0} {:>12.0} {:>12.0} {:>12.0} {:>8.2}×",
+        "{name:<10} {mode_name:<7} {:>10.0} {:>15} {:>12.0} {:>12.0} {:>12.0} {:>8.2}×",
         published as f64 / publishing.as_secs_f64(),
+        format!(
+            "{:.1}/{:.1} ms",
+            quantile_ms(&publish_times, 0.50),
+            quantile_ms(&publish_times, 0.99)
+        ),
         delivered_rate,
         (published as u64 - delivered_while_publishing) as f64 / after.as_secs_f64().max(1e-3),
         baseline,
@@ -284,7 +300,7 @@ async fn send(client: &HttpClient, url: &str, key: Option<&str>, body: Bytes) ->
 }
 
 /// Posts `body` to `url` `count` times, `concurrency` at a time; every answer
-/// must be a success.
+/// must be a success. Returns each request's time to its answer, sorted.
 async fn post_all(
     client: &HttpClient,
     url: &str,
@@ -292,7 +308,7 @@ async fn post_all(
     body: Bytes,
     count: usize,
     concurrency: usize,
-) {
+) -> Vec<Duration> {
     let next = Arc::new(AtomicUsize::new(0));
     let mut posters = tokio::task::JoinSet::new();
     for _ in 0..concurrency {
@@ -304,15 +320,29 @@ async fn post_all(
             Arc::clone(&next),
         );
         posters.spawn(async move {
+            let mut took = Vec::new();
             while next.fetch_add(1, Ordering::Relaxed) < count {
+                let sent = Instant::now();
                 let (status, answer) = send(&client, &url, key.as_deref(), body.clone()).await;
+                took.push(sent.elapsed());
                 assert!(
                     (200..300).contains(&status),
                     "{url} answered {status}: {}",
                     String::from_utf8_lossy(&answer)
                 );
             }
+            took
         });
     }
-    posters.join_all().await;
+    let mut took: Vec<Duration> = posters.join_all().await.into_iter().flatten().collect();
+    took.sort_unstable();
+    took
+}
+
+/// The `q` quantile of sorted durations, in milliseconds.
+fn quantile_ms(sorted: &[Duration], q: f64) -> f64 {
+    let index = ((sorted.len() as f64 * q) as usize).min(sorted.len().saturating_sub(1));
+    sorted
+        .get(index)
+        .map_or(f64::NAN, |took| took.as_secs_f64() * 1_000.0)
 }
