@@ -183,8 +183,16 @@ async fn run(name: &str, backend: Backend, mode_name: &str, mode: Mode, events: 
     let total = started.elapsed();
     let after = total - publishing;
     let delivered_rate = published as f64 / total.as_secs_f64();
+    // Once publishing stopped: meaningless when delivery had kept up (under
+    // 1% of the backlog left).
+    let left = published as u64 - delivered_while_publishing;
+    let after_publishing = if left * 100 < published as u64 {
+        "kept up".to_owned()
+    } else {
+        format!("{:.0}", left as f64 / after.as_secs_f64().max(1e-3))
+    };
     println!(
-        "{name:<10} {mode_name:<7} {:>10.0} {:>15} {:>12.0} {:>12.0} {:>12.0} {:>8.2}×",
+        "{name:<10} {mode_name:<7} {:>10.0} {:>15} {:>12.0} {:>12} {:>12.0} {:>8.2}×",
         published as f64 / publishing.as_secs_f64(),
         format!(
             "{:.1}/{:.1} ms",
@@ -192,7 +200,7 @@ async fn run(name: &str, backend: Backend, mode_name: &str, mode: Mode, events: 
             quantile_ms(&publish_times, 0.99)
         ),
         delivered_rate,
-        (published as u64 - delivered_while_publishing) as f64 / after.as_secs_f64().max(1e-3),
+        after_publishing,
         baseline,
         delivered_rate / baseline,
     );
