@@ -186,7 +186,7 @@ async fn an_oauth_token_is_fetched_once_cached_and_refreshed_once_on_401() {
             "client_id": "weft-client", "client_secret": "client-secret-9f8e7d6c5b4a",
             "scopes": ["inventory.write", "orders.read"], "audience": "https://erp-receiver.example"
         });
-        authenticated_endpoint(&weft, &receiver.url, auth, "stock.updated").await;
+        let endpoint = authenticated_endpoint(&weft, &receiver.url, auth, "stock.updated").await;
 
         for _ in 0..3 {
             weft.publish_sample("stock.updated", |_| {}).await;
@@ -243,6 +243,27 @@ async fn an_oauth_token_is_fetched_once_cached_and_refreshed_once_on_401() {
             .await;
         assert!(tokens.requests().len() <= 4, "{:?}", tokens.requests());
         assert!(!deliveries.is_empty());
+
+        // The client secret is bound to the token URL's origin too: moved
+        // elsewhere with only the secret's hint, the change is refused; with
+        // the secret given again, it is saved.
+        let path = format!("/v1/endpoints/{}", endpoint["id"].as_str().unwrap());
+        let (_, shown) = weft.get(&path).await;
+        let other_tokens =
+            TokenServer::start(LOOPBACK, "weft-client", "client-secret-9f8e7d6c5b4a", 3600).await;
+        let mut moved = as_input(&shown);
+        moved["auth"]["token_url"] = json!(other_tokens.url);
+        let (status, problem) = weft.call("PUT", &path, Some(&moved), &[]).await;
+        assert_eq!(status, 422, "{backend:?}: {problem}");
+        assert_eq!(problem["type"], "credentials_unbound", "{problem}");
+        let detail = problem["detail"].as_str().unwrap();
+        assert!(
+            detail.contains("auth.token_url") && detail.contains("auth.client_secret"),
+            "{detail}"
+        );
+        moved["auth"]["client_secret"] = json!("client-secret-9f8e7d6c5b4a");
+        let (status, updated) = weft.call("PUT", &path, Some(&moved), &[]).await;
+        assert_eq!(status, 200, "{backend:?}: {updated}");
         weft.stop().await;
     }
 }
