@@ -27,6 +27,10 @@ pub struct Webhook {
     pub method: String,
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
+    /// Headers among `headers` to keep sealed and hidden like credentials,
+    /// whatever their names.
+    #[serde(default)]
+    pub secret_headers: Vec<String>,
     /// How Weft authenticates to the receiver: the API's endpoint `auth`
     /// (`api_key`, `basic`, `bearer` or `oauth2` with a token,
     /// `oauth2_client_credentials`, `jwt`).
@@ -195,6 +199,7 @@ impl Webhook {
             "url": self.endpoint_url,
             "method": self.method,
             "headers": self.headers,
+            "secret_headers": self.secret_headers,
             "auth": self.authentication,
             "rate_limit": self.rate_limit.as_deref().and_then(|limit| parse_rate_limit(limit).ok()),
             "max_concurrency": self.max_concurrency,
@@ -372,6 +377,18 @@ mod tests {
             file.webhooks[0].subscription_body("ep_x")["batching"],
             json!({ "max_events": 100, "max_wait_ms": 2000 })
         );
+    }
+
+    #[test]
+    fn secret_headers_pass_through_to_the_endpoint() {
+        let text = "webhooks:\n  - name: crm\n    endpoint_url: https://example.com/\n    \
+                    event_triggers: [stock.updated]\n    \
+                    headers: { X-Tenant-Code: t-42, X-Source: erp }\n    \
+                    secret_headers: [X-Tenant-Code]\n";
+        let file = WebhooksFile::parse(text, env).unwrap();
+        let endpoint = file.webhooks[0].endpoint_body();
+        assert_eq!(endpoint["secret_headers"], json!(["X-Tenant-Code"]));
+        assert_eq!(endpoint["headers"]["X-Tenant-Code"], "t-42");
     }
 
     #[test]
