@@ -243,8 +243,9 @@ impl Worker {
     }
 
     /// Records outcomes as deliveries finish: whatever finishes within
-    /// [`RECORD_LINGER`] of the first goes into one short transaction (on SQLite a publish waits for the
-    /// writer while a worker holds it), a batch's members always together.
+    /// [`RECORD_LINGER`] of the first goes into one short transaction (on
+    /// SQLite a publish waits for the writer while a worker holds it), a
+    /// batch's members always together.
     /// Their places are freed once recorded, and `recorded` wakes the claimer:
     /// a finished delivery may let the next of its ordering key go.
     async fn record(
@@ -257,15 +258,10 @@ impl Worker {
             let mut updates = first.updates;
             let mut places = vec![first.place];
             while updates.len() < FINISHED_PER_TRANSACTION {
-                let next = match outcomes.try_recv() {
-                    Ok(next) => next,
-                    Err(mpsc::error::TryRecvError::Empty) => {
-                        match tokio::time::timeout_at(gathered_until, outcomes.recv()).await {
-                            Ok(Some(next)) => next,
-                            Ok(None) | Err(_) => break,
-                        }
-                    }
-                    Err(mpsc::error::TryRecvError::Disconnected) => break,
+                // What has already arrived is taken even past the deadline.
+                let Ok(Some(next)) = tokio::time::timeout_at(gathered_until, outcomes.recv()).await
+                else {
+                    break;
                 };
                 updates.extend(next.updates);
                 places.push(next.place);
