@@ -31,7 +31,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use weft_tests::process::{BOOTSTRAP_KEY, WeftProcess};
-use weft_tests::weft::{Backend, TestDatabase};
+use weft_tests::weft::{Api, Backend, TestDatabase};
 use weft_tests::{guest, repo_root, sample_event_json};
 
 /// Requests in flight at once for the baseline and for single publishes.
@@ -103,18 +103,14 @@ async fn run(name: &str, backend: Backend, mode_name: &str, mode: Mode, events: 
         workdir.path(),
         &["--plugins-dir", plugins_dir.to_str().unwrap()],
     );
-    let admin = Api {
-        client: client.clone(),
-        base: weft.url.clone(),
-        key: BOOTSTRAP_KEY.to_owned(),
-    };
-    let publisher = admin.publisher_key().await;
-    let endpoint = admin
-        .create(
-            "/v1/endpoints",
-            json!({ "name": "sink", "url": sink.url(), "timeout_ms": 30_000 }),
-        )
-        .await;
+    let admin = Api::new(weft.url.clone()).with_key(BOOTSTRAP_KEY);
+    let publisher = publisher_key(&admin).await;
+    let endpoint = create(
+        &admin,
+        "/v1/endpoints",
+        json!({ "name": "sink", "url": sink.url(), "timeout_ms": 30_000 }),
+    )
+    .await;
     let sample = sample_event_json("sales_order.created");
     let event = json!({ "type": sample["type"], "data": sample["data"] });
     let mut subscription = json!({
@@ -129,7 +125,7 @@ async fn run(name: &str, backend: Backend, mode_name: &str, mode: Mode, events: 
         subscription["plugins"] =
             json!([{ "plugin": "slack", "version": "0.1.0", "config": slack }]);
     }
-    admin.create("/v1/subscriptions", subscription).await;
+    create(&admin, "/v1/subscriptions", subscription).await;
 
     // The ceiling: a bare client posting as many requests to the same sink.
     let body = Bytes::from(serde_json::to_vec(&event["data"]).unwrap());
@@ -259,36 +255,22 @@ impl Drop for Sink {
     }
 }
 
-/// Weft's API, called as an administrator.
-struct Api {
-    client: HttpClient,
-    base: String,
-    key: String,
+/// Creates what `body` describes at `path`, as `admin`.
+async fn create(admin: &Api, path: &str, body: Value) -> Value {
+    let (status, created) = admin.post(path, &body).await;
+    assert_eq!(status, 201, "{path}: {created}");
+    created
 }
 
-impl Api {
-    async fn create(&self, path: &str, body: Value) -> Value {
-        let (status, answer) = send(
-            &self.client,
-            &format!("{}{path}", self.base),
-            Some(&self.key),
-            Bytes::from(serde_json::to_vec(&body).unwrap()),
-        )
-        .await;
-        assert_eq!(status, 201, "{path}: {answer:?}");
-        serde_json::from_slice(&answer).unwrap()
-    }
-
-    /// A publisher's key that may publish as fast as the benchmark asks.
-    async fn publisher_key(&self) -> String {
-        let key = self
-            .create(
-                "/v1/api-keys",
-                json!({ "name": "load generator", "role": "publisher", "ingest_per_second": 1_000_000 }),
-            )
-            .await;
-        key["key"].as_str().unwrap().to_owned()
-    }
+/// A publisher's key that may publish as fast as the benchmark asks.
+async fn publisher_key(admin: &Api) -> String {
+    let key = create(
+        admin,
+        "/v1/api-keys",
+        json!({ "name": "load generator", "role": "publisher", "ingest_per_second": 1_000_000 }),
+    )
+    .await;
+    key["key"].as_str().unwrap().to_owned()
 }
 
 async fn send(client: &HttpClient, url: &str, key: Option<&str>, body: Bytes) -> (u16, Bytes) {

@@ -253,10 +253,7 @@ async fn an_oauth_token_is_fetched_once_cached_and_refreshed_once_on_401() {
             TokenServer::start(LOOPBACK, "weft-client", "client-secret-9f8e7d6c5b4a", 3600).await;
         let mut moved = as_input(&shown);
         moved["auth"]["token_url"] = json!(other_tokens.url);
-        let (status, problem) = weft.call("PUT", &path, Some(&moved), &[]).await;
-        assert_eq!(status, 422, "{backend:?}: {problem}");
-        assert_eq!(problem["type"], "credentials_unbound", "{problem}");
-        let detail = problem["detail"].as_str().unwrap();
+        let detail = refused_as_unbound(&weft, backend, &path, &moved).await;
         assert!(
             detail.contains("auth.token_url") && detail.contains("auth.client_secret"),
             "{detail}"
@@ -393,6 +390,15 @@ async fn a_put_that_sends_back_hints_keeps_the_stored_credentials() {
 }
 
 /// What a GET shows, as a PUT body: the fields the API adds removed.
+/// Puts `input` at `path`, expecting it refused for sending stored
+/// credentials to another origin; returns the problem's detail.
+async fn refused_as_unbound(weft: &Api, backend: Backend, path: &str, input: &Value) -> String {
+    let (status, problem) = weft.call("PUT", path, Some(input), &[]).await;
+    assert_eq!(status, 422, "{backend:?}: {problem}");
+    assert_eq!(problem["type"], "credentials_unbound", "{problem}");
+    problem["detail"].as_str().unwrap().to_owned()
+}
+
 fn as_input(shown: &Value) -> Value {
     let mut input = shown.clone();
     for field in [
@@ -446,10 +452,7 @@ async fn stored_credentials_go_only_to_the_origin_they_were_given_for() {
         // Pointed elsewhere with the hints: refused, naming what to give again.
         let mut moved = as_input(&shown);
         moved["url"] = json!(elsewhere.url);
-        let (status, problem) = weft.call("PUT", &path, Some(&moved), &[]).await;
-        assert_eq!(status, 422, "{backend:?}: {problem}");
-        assert_eq!(problem["type"], "credentials_unbound", "{problem}");
-        let detail = problem["detail"].as_str().unwrap();
+        let detail = refused_as_unbound(&weft, backend, &path, &moved).await;
         for field in [
             "auth.password",
             "headers.x-api-key",
