@@ -69,12 +69,11 @@ async fn stalled_connections_are_bounded_and_closed_while_a_client_keeps_working
         "POST /v1/events HTTP/1.1\r\nhost: weft\r\nauthorization: Bearer {BOOTSTRAP_KEY}\r\n\
          content-type: application/json\r\ncontent-length: 4096\r\n\r\n{{\"type\":"
     );
-    let (silent, half, stalled) = tokio::join!(
+    let (silent, mut half, mut stalled) = tokio::join!(
         stall_from("127.0.0.2", server, b""),
         stall_from("127.0.0.3", server, b"POST /v1/events HTTP/1.1\r\nhost: we"),
         stall_from("127.0.0.4", server, head.as_bytes()),
     );
-    let (mut silent, mut half, mut stalled) = (silent, half, stalled);
 
     // Meanwhile a normal client's requests keep their usual pace.
     let mut slowest = Duration::ZERO;
@@ -106,17 +105,35 @@ async fn stalled_connections_are_bounded_and_closed_while_a_client_keeps_working
         "{open_under_attack} files open"
     );
 
-    // Beyond its share, an address is answered 503 at once and closed.
-    let refused = closed_with(silent.last_mut().unwrap(), Duration::from_secs(1))
-        .await
-        .expect("a connection beyond the address's share is closed at once");
-    assert!(refused.starts_with("HTTP/1.1 503"), "{refused}");
-    assert!(refused.contains("\"too_many_connections\""), "{refused}");
+    // Every silent connection is closed: beyond its address's share at once
+    // with a 503, within it quietly once the head's time is up. (On a busy
+    // machine opening a thousand takes a while, and places freed by that
+    // timeout are taken again, so which ones were refused is not fixed.)
+    let mut closing = tokio::task::JoinSet::new();
+    for mut stream in silent {
+        closing.spawn(async move { closed_with(&mut stream, Duration::from_secs(15)).await });
+    }
+    let answers = closing.join_all().await;
+    let mut refusals = 0;
+    for answer in &answers {
+        let answer = answer.as_deref().expect("a silent connection stayed open");
+        if !answer.is_empty() {
+            assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+            assert!(answer.contains("\"too_many_connections\""), "{answer}");
+            refusals += 1;
+        }
+    }
+    println!(
+        "{refusals} of {} silent connections were refused at once",
+        answers.len()
+    );
+    assert!(
+        refusals > 0,
+        "no connection beyond the address's share was refused"
+    );
 
-    // Within its share, a silent or half-sent connection is closed once the
-    // head's time is up, and a stalled body gets 408.
-    let quiet = closed_with(&mut silent[0], Duration::from_secs(10)).await;
-    assert!(quiet.is_some(), "a silent connection stayed open");
+    // Within its share, a half-sent head is closed once the head's time is
+    // up, and a stalled body gets 408.
     let cut = closed_with(&mut half[0], Duration::from_secs(10)).await;
     assert!(cut.is_some(), "a half-sent head stayed open");
     let timed_out = closed_with(&mut stalled[0], Duration::from_secs(20))
@@ -126,7 +143,7 @@ async fn stalled_connections_are_bounded_and_closed_while_a_client_keeps_working
     assert!(timed_out.contains("\"request_timeout\""), "{timed_out}");
 
     // Every place is free again.
-    drop((silent, half, stalled));
+    drop((half, stalled));
     let deadline = Instant::now() + Duration::from_secs(10);
     while weft.open_files() > files_at_rest + 10 {
         assert!(
