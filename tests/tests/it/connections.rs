@@ -109,17 +109,25 @@ async fn stalled_connections_are_bounded_and_closed_while_a_client_keeps_working
     // with a 503, within it quietly once the head's time is up. (On a busy
     // machine opening a thousand takes a while, and places freed by that
     // timeout are taken again, so which ones were refused is not fixed.)
+    let waiting_since = Instant::now();
     let mut closing = tokio::task::JoinSet::new();
     for mut stream in silent {
-        closing.spawn(async move { closed_with(&mut stream, Duration::from_secs(15)).await });
+        closing.spawn(async move {
+            let answer = closed_with(&mut stream, Duration::from_secs(10)).await;
+            (answer, waiting_since.elapsed())
+        });
     }
     let answers = closing.join_all().await;
     let mut refusals = 0;
-    for answer in &answers {
+    for (answer, closed_after) in &answers {
         let answer = answer.as_deref().expect("a silent connection stayed open");
         if !answer.is_empty() {
             assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
             assert!(answer.contains("\"too_many_connections\""), "{answer}");
+            assert!(
+                *closed_after < Duration::from_secs(1),
+                "a connection beyond the address's share was closed only after {closed_after:?}"
+            );
             refusals += 1;
         }
     }
