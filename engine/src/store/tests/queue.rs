@@ -673,3 +673,104 @@ async fn weft_vacuums_a_churned_queue_itself_on_postgresql() {
     })
     .await;
 }
+
+/// Shared buffers one run of the prepared `lookup` (an attempt's foreign-key
+/// check: does delivery `id` of tenant `acme` exist?) reads, from its plan.
+async fn lookup_buffers(connection: &mut sqlx::postgres::PgConnection, id: &str) -> i64 {
+    // EXECUTE takes no bound parameters; `id` is one the store made.
+    let plan: Vec<(String,)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "EXPLAIN (ANALYZE, BUFFERS) EXECUTE lookup('acme', '{id}')"
+    )))
+    .fetch_all(&mut *connection)
+    .await
+    .unwrap();
+    let line = plan
+        .iter()
+        .map(|(line,)| line.trim())
+        .find(|line| line.starts_with("Buffers: shared"))
+        .unwrap_or_else(|| panic!("no buffers in {plan:?}"));
+    line.split_whitespace()
+        .filter_map(|part| {
+            let (name, count) = part.split_once('=')?;
+            ["hit", "read"]
+                .contains(&name)
+                .then(|| count.parse::<i64>().ok())
+                .flatten()
+        })
+        .sum()
+}
+
+#[tokio::test]
+async fn weft_analyses_growing_tables_so_plans_made_when_they_were_empty_are_replaced() {
+    use sqlx::Connection;
+    super::backends::on_both_databases_alone(|url| async move {
+        let store = super::backends::connect(&url).await;
+        let (_, subscription) = configured(&store, &tenant("acme")).await;
+        if !url.starts_with("postgres") {
+            capture(&store, &subscription, &vec![NOW; 1_000]).await;
+            assert_eq!(store.maintain().await.unwrap(), Default::default());
+            return;
+        }
+        // A connection plans the foreign-key check of attempts while the
+        // history is empty, as the store's connections do in a fresh
+        // database, and keeps that plan as PostgreSQL does for a statement
+        // it runs often.
+        let mut connection = sqlx::postgres::PgConnection::connect(&url).await.unwrap();
+        for statement in [
+            "SET plan_cache_mode = force_generic_plan",
+            "PREPARE lookup(text, text) AS \
+             SELECT 1 FROM deliveries WHERE tenant = $1 AND id = $2 FOR KEY SHARE",
+        ] {
+            sqlx::raw_sql(statement)
+                .execute(&mut connection)
+                .await
+                .unwrap();
+        }
+        lookup_buffers(&mut connection, "dlv_none").await;
+        let mut captured = Vec::new();
+        for _ in 0..5 {
+            captured.extend(capture(&store, &subscription, &vec![NOW; 1_000]).await);
+        }
+        let last = captured.last().unwrap().id.to_string();
+        let before = lookup_buffers(&mut connection, &last).await;
+
+        // The statistics hear of a connection's writes now and then, and when
+        // it ends.
+        store.close().await;
+        let store = super::backends::connect(&url).await;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            let changed: i64 = sqlx::query_scalar(
+                "SELECT n_mod_since_analyze FROM pg_stat_user_tables \
+                 WHERE relid = to_regclass('deliveries')",
+            )
+            .fetch_one(&mut connection)
+            .await
+            .unwrap();
+            if changed >= 5_000 {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the statistics never counted the deliveries"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        let done = store.maintain().await.unwrap();
+        for table in ["deliveries", "events"] {
+            assert!(
+                done.analysed
+                    .iter()
+                    .any(|(analysed, changed)| analysed == table && *changed >= 5_000),
+                "{table} was not analysed: {done:?}"
+            );
+        }
+        let after = lookup_buffers(&mut connection, &last).await;
+        println!("the check read {before} blocks with the plan of an empty history, {after} once analysed");
+        assert!(after * 10 < before, "{before} blocks, then {after}");
+        // Nothing changed since: the next round leaves the tables alone.
+        let again = store.maintain().await.unwrap();
+        assert_eq!(again, Default::default());
+    })
+    .await;
+}
