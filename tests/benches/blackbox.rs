@@ -7,16 +7,21 @@
 //! the same number of requests straight to the same receiver, 64 at a time:
 //! the most any sender could deliver to it here.
 //!
-//! Two ways of publishing:
+//! Three ways of publishing:
 //! - `batch`: `sales_order.created` in batches of 100, four requests in
 //!   flight, each event turned into a Slack message by the Slack template;
-//! - `single`: one event per request, 64 in flight, delivered as published.
+//! - `single`: one event per request, 64 in flight, delivered as published;
+//! - `paced`: one event per request at a steady offered rate (1,000/s, or
+//!   `WEFT_BENCH_RATE`) whatever the answers take, as a business platform
+//!   publishes: the capture latency a publisher sees while every event is
+//!   also being delivered. Each request's time counts from when it was due,
+//!   so a stall shows in full even though later requests wait behind it.
 //!
 //! For each, on a fresh SQLite file and on a fresh PostgreSQL schema: how fast
 //! events were accepted, how fast they were delivered from the first publish
 //! to the last delivery, and how fast once publishing had stopped.
 //!
-//! `cargo bench -p weft-tests --bench blackbox [-- sqlite|postgres] [batch|single]`;
+//! `cargo bench -p weft-tests --bench blackbox [-- sqlite|postgres] [batch|single|paced]`;
 //! `WEFT_BENCH_EVENTS` sets the backlog (default 100,000).
 
 use bytes::Bytes;
@@ -46,6 +51,7 @@ type HttpClient = Client<HttpConnector, Full<Bytes>>;
 enum Mode {
     Batch,
     Single,
+    Paced,
 }
 
 fn main() {
@@ -78,8 +84,14 @@ fn main() {
         "ratio"
     );
     for (name, backend) in [("sqlite", Backend::Sqlite), ("postgres", Backend::Postgres)] {
-        for (mode_name, mode) in [("batch", Mode::Batch), ("single", Mode::Single)] {
-            if chosen(name, &["sqlite", "postgres"]) && chosen(mode_name, &["batch", "single"]) {
+        for (mode_name, mode) in [
+            ("batch", Mode::Batch),
+            ("single", Mode::Single),
+            ("paced", Mode::Paced),
+        ] {
+            if chosen(name, &["sqlite", "postgres"])
+                && chosen(mode_name, &["batch", "single", "paced"])
+            {
                 runtime.block_on(run(name, backend, mode_name, mode, events));
             }
         }
@@ -143,31 +155,36 @@ async fn run(name: &str, backend: Backend, mode_name: &str, mode: Mode, events: 
     let delivered_before = sink.count(&client).await;
 
     // Weft: publish the backlog while the workers deliver it.
-    let (url, request, requests, concurrency) = match mode {
+    let (url, request, requests) = match mode {
         Mode::Batch => (
             format!("{}/v1/events/batch", weft.url),
             json!({ "events": vec![event.clone(); BATCH] }),
             events.div_ceil(BATCH),
-            BATCH_PUBLISHERS,
         ),
-        Mode::Single => (
-            format!("{}/v1/events", weft.url),
-            event.clone(),
-            events,
-            CONCURRENCY,
-        ),
+        Mode::Single | Mode::Paced => (format!("{}/v1/events", weft.url), event.clone(), events),
     };
     let published = requests * if mode == Mode::Batch { BATCH } else { 1 };
+    let request = Bytes::from(serde_json::to_vec(&request).unwrap());
     let started = Instant::now();
-    let publish_times = post_all(
-        &client,
-        &url,
-        Some(&publisher),
-        Bytes::from(serde_json::to_vec(&request).unwrap()),
-        requests,
-        concurrency,
-    )
-    .await;
+    let publish_times = match mode {
+        Mode::Batch | Mode::Single => {
+            let in_flight = if mode == Mode::Batch {
+                BATCH_PUBLISHERS
+            } else {
+                CONCURRENCY
+            };
+            post_all(
+                &client,
+                &url,
+                Some(&publisher),
+                request,
+                requests,
+                in_flight,
+            )
+            .await
+        }
+        Mode::Paced => post_paced(&client, &url, &publisher, request, requests, paced_rate()).await,
+    };
     let publishing = started.elapsed();
     let delivered_while_publishing = sink.count(&client).await - delivered_before;
     let target = delivered_before + published as u64;
@@ -325,6 +342,49 @@ async fn post_all(
         });
     }
     let mut took: Vec<Duration> = posters.join_all().await.into_iter().flatten().collect();
+    took.sort_unstable();
+    took
+}
+
+/// The offered rate of `paced` publishing, per second.
+fn paced_rate() -> usize {
+    std::env::var("WEFT_BENCH_RATE")
+        .ok()
+        .and_then(|text| text.parse().ok())
+        .filter(|&rate| rate > 0)
+        .unwrap_or(1_000)
+}
+
+/// Posts `body` to `url` `count` times at `rate` a second, each request sent
+/// when it falls due whatever earlier ones are still waiting for; every answer
+/// must be a success. Returns each request's time from when it was due to its
+/// answer, sorted.
+async fn post_paced(
+    client: &HttpClient,
+    url: &str,
+    key: &str,
+    body: Bytes,
+    count: usize,
+    rate: usize,
+) -> Vec<Duration> {
+    let started = tokio::time::Instant::now();
+    let mut requests = tokio::task::JoinSet::new();
+    for index in 0..count {
+        let due = started + Duration::from_secs_f64(index as f64 / rate as f64);
+        tokio::time::sleep_until(due).await;
+        let (client, url, key, body) =
+            (client.clone(), url.to_owned(), key.to_owned(), body.clone());
+        requests.spawn(async move {
+            let (status, answer) = send(&client, &url, Some(&key), body).await;
+            assert!(
+                (200..300).contains(&status),
+                "{url} answered {status}: {}",
+                String::from_utf8_lossy(&answer)
+            );
+            due.elapsed()
+        });
+    }
+    let mut took = requests.join_all().await;
     took.sort_unstable();
     took
 }
