@@ -141,8 +141,13 @@ impl Store {
                 // The table name is one of ours, not input.
                 match care_for(dead, stats.get("n_live_tup")?, changed) {
                     Care::Vacuum => {
+                        // Not truncating the emptied end of the table: that
+                        // takes a lock that holds up every capture and claim
+                        // on it, and the queue grows back within seconds.
                         connection
-                            .execute(Statement::once(format!("VACUUM (ANALYZE) {table}")))
+                            .execute(Statement::once(format!(
+                                "VACUUM (ANALYZE, TRUNCATE false) {table}"
+                            )))
                             .await
                             .map_err(StoreError::database(format!("vacuuming {table}")))?;
                         done.vacuumed.push((table.to_owned(), dead));
