@@ -595,12 +595,18 @@ async fn claim_buffers(url: &str) -> i64 {
     .fetch_all(&mut connection)
     .await
     .unwrap();
-    // The top node's first `Buffers: shared hit=N read=M` line covers the plan.
+    shared_buffers_read(&plan)
+}
+
+/// The shared buffers (hit or read) an `EXPLAIN (ANALYZE, BUFFERS)` plan
+/// counts: its top node's first `Buffers: shared hit=N read=M` line covers
+/// the whole plan.
+fn shared_buffers_read(plan: &[(String,)]) -> i64 {
     let line = plan
         .iter()
         .map(|(line,)| line.trim())
         .find(|line| line.starts_with("Buffers: shared"))
-        .unwrap_or("");
+        .unwrap_or_else(|| panic!("no buffers in {plan:?}"));
     line.split_whitespace()
         .filter_map(|part| {
             let (name, count) = part.split_once('=')?;
@@ -684,20 +690,7 @@ async fn lookup_buffers(connection: &mut sqlx::postgres::PgConnection, id: &str)
     .fetch_all(&mut *connection)
     .await
     .unwrap();
-    let line = plan
-        .iter()
-        .map(|(line,)| line.trim())
-        .find(|line| line.starts_with("Buffers: shared"))
-        .unwrap_or_else(|| panic!("no buffers in {plan:?}"));
-    line.split_whitespace()
-        .filter_map(|part| {
-            let (name, count) = part.split_once('=')?;
-            ["hit", "read"]
-                .contains(&name)
-                .then(|| count.parse::<i64>().ok())
-                .flatten()
-        })
-        .sum()
+    shared_buffers_read(&plan)
 }
 
 #[tokio::test]
