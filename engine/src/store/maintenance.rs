@@ -35,10 +35,11 @@ const HOT_TABLES: [&str; 4] = ["delivery_queue", "deliveries", "events", "attemp
 /// A table is vacuumed once its dead rows pass this many, and its live ones.
 const DEAD_ROWS_BEFORE_VACUUM: i64 = 5_000;
 
-/// A table is analysed once the rows written since its last analysis pass
-/// this many and a tenth of its live ones (autovacuum's rule, with a larger
-/// base: an analysis samples at most 30,000 rows, so its cost stays bounded
-/// while the tables grow, and it happens a few dozen times up to millions).
+/// A table is analysed once the rows written since its last analysis reach
+/// this many plus a tenth of its live ones: autovacuum's rule, with a larger
+/// base. An analysis samples at most 30,000 rows, so its cost stays bounded
+/// as a table grows, and a table growing from empty to a million rows is
+/// analysed about 80 times on the way.
 const CHANGED_ROWS_BEFORE_ANALYSIS: i64 = 500;
 const CHANGED_SHARE_BEFORE_ANALYSIS: i64 = 10;
 
