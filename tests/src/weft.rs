@@ -340,7 +340,9 @@ impl Api {
             .await
     }
 
-    async fn exchange(
+    /// Calls the API; returns the status, the response's headers and the
+    /// JSON body (Null when empty).
+    pub async fn exchange(
         &self,
         method: &str,
         path: &str,

@@ -17,6 +17,7 @@ mod events;
 mod openapi;
 mod pages;
 mod plugins;
+mod request_id;
 mod request_limits;
 mod subscriptions;
 mod text;
@@ -129,5 +130,6 @@ pub fn router(state: AppState) -> Router {
             request_limits::refuse_oversized_headers,
         ))
         .layer(middleware::from_fn(request_limits::bound_and_explain))
+        .layer(middleware::from_fn(request_id::identify))
         .with_state(state)
 }

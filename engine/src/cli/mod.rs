@@ -22,8 +22,29 @@ pub struct Cli {
     #[arg(long, global = true, env = "WEFT_ARTIFACT_DIR", value_name = "DIR")]
     artifact_dir: Option<PathBuf>,
 
+    /// How log lines are written to standard error (which lines: `WEFT_LOG`,
+    /// e.g. `info` or `weft_engine=debug`; `warn` by default)
+    #[arg(
+        long,
+        global = true,
+        env = "WEFT_LOG_FORMAT",
+        value_enum,
+        default_value_t = LogFormat::Text
+    )]
+    pub log_format: LogFormat,
+
     #[command(subcommand)]
     command: Command,
+}
+
+/// The shape of log lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// One readable line per event.
+    Text,
+    /// One JSON object per line, with the fields of the spans it happened in
+    /// (a request's `request_id`, say), for a log collector.
+    Json,
 }
 
 #[derive(Debug, Subcommand)]

@@ -14,6 +14,7 @@ mod isolation;
 mod languages;
 mod limits;
 mod loading;
+mod observability;
 mod outbound;
 mod pacing;
 mod pausing;
