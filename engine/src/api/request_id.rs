@@ -35,7 +35,7 @@ pub async fn identify(request: Request, next: Next) -> Response {
     span.in_scope(|| {
         tracing::debug!(
             status = response.status().as_u16(),
-            took_ms = started.elapsed().as_secs_f64() * 1_000.0,
+            took_ms = started.elapsed().as_micros() as f64 / 1_000.0,
             "answered"
         );
     });
