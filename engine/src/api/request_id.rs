@@ -10,7 +10,7 @@ use axum::response::Response;
 use std::time::Instant;
 use tracing::Instrument;
 
-pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// A caller's id is kept only if it is this long at most.
 const MAX_REQUEST_ID_LEN: usize = 128;

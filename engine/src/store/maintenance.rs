@@ -139,29 +139,31 @@ impl Store {
                 let Some(stats) = stats else { continue };
                 let dead: i64 = stats.get("n_dead_tup")?;
                 let changed: i64 = stats.get("n_mod_since_analyze")?;
-                // The table name is one of ours, not input.
-                match care_for(dead, stats.get("n_live_tup")?, changed) {
-                    Care::Vacuum => {
-                        // Not truncating the emptied end of the table: that
-                        // takes a lock that holds up every capture and claim
-                        // on it, and the queue grows back within seconds.
-                        connection
-                            .execute(Statement::once(format!(
-                                "VACUUM (ANALYZE, TRUNCATE false) {table}"
-                            )))
-                            .await
-                            .map_err(StoreError::database(format!("vacuuming {table}")))?;
-                        done.vacuumed.push((table.to_owned(), dead));
-                    }
-                    Care::Analyse => {
-                        connection
-                            .execute(Statement::once(format!("ANALYZE {table}")))
-                            .await
-                            .map_err(StoreError::database(format!("analysing {table}")))?;
-                        done.analysed.push((table.to_owned(), changed));
-                    }
-                    Care::Nothing => {}
-                }
+                // Not truncating the emptied end of a vacuumed table: that
+                // takes a lock that holds up every capture and claim on it,
+                // and the queue grows back within seconds. The table name is
+                // one of ours, not input.
+                let (statement, doing, record, count) =
+                    match care_for(dead, stats.get("n_live_tup")?, changed) {
+                        Care::Vacuum => (
+                            format!("VACUUM (ANALYZE, TRUNCATE false) {table}"),
+                            "vacuuming",
+                            &mut done.vacuumed,
+                            dead,
+                        ),
+                        Care::Analyse => (
+                            format!("ANALYZE {table}"),
+                            "analysing",
+                            &mut done.analysed,
+                            changed,
+                        ),
+                        Care::Nothing => continue,
+                    };
+                connection
+                    .execute(Statement::once(statement))
+                    .await
+                    .map_err(StoreError::database(format!("{doing} {table}")))?;
+                record.push((table.to_owned(), count));
             }
             Ok::<_, StoreError>(())
         }
