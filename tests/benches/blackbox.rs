@@ -290,7 +290,8 @@ async fn publisher_key(admin: &Api) -> String {
     key["key"].as_str().unwrap().to_owned()
 }
 
-async fn send(client: &HttpClient, url: &str, key: Option<&str>, body: Bytes) -> (u16, Bytes) {
+/// Posts `body` to `url`; the answer must be a success.
+async fn send_successfully(client: &HttpClient, url: &str, key: Option<&str>, body: Bytes) {
     let mut request = hyper::Request::post(url).header("content-type", "application/json");
     if let Some(key) = key {
         request = request.header("authorization", format!("Bearer {key}"));
@@ -300,10 +301,12 @@ async fn send(client: &HttpClient, url: &str, key: Option<&str>, body: Bytes) ->
         .await
         .unwrap();
     let status = response.status().as_u16();
-    (
-        status,
-        response.into_body().collect().await.unwrap().to_bytes(),
-    )
+    let answer = response.into_body().collect().await.unwrap().to_bytes();
+    assert!(
+        (200..300).contains(&status),
+        "{url} answered {status}: {}",
+        String::from_utf8_lossy(&answer)
+    );
 }
 
 /// Posts `body` to `url` `count` times, `concurrency` at a time; every answer
@@ -330,13 +333,8 @@ async fn post_all(
             let mut took = Vec::new();
             while next.fetch_add(1, Ordering::Relaxed) < count {
                 let sent = Instant::now();
-                let (status, answer) = send(&client, &url, key.as_deref(), body.clone()).await;
+                send_successfully(&client, &url, key.as_deref(), body.clone()).await;
                 took.push(sent.elapsed());
-                assert!(
-                    (200..300).contains(&status),
-                    "{url} answered {status}: {}",
-                    String::from_utf8_lossy(&answer)
-                );
             }
             took
         });
@@ -375,12 +373,7 @@ async fn post_paced(
         let (client, url, key, body) =
             (client.clone(), url.to_owned(), key.to_owned(), body.clone());
         requests.spawn(async move {
-            let (status, answer) = send(&client, &url, Some(&key), body).await;
-            assert!(
-                (200..300).contains(&status),
-                "{url} answered {status}: {}",
-                String::from_utf8_lossy(&answer)
-            );
+            send_successfully(&client, &url, Some(&key), body).await;
             due.elapsed()
         });
     }

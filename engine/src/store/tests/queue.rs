@@ -570,16 +570,27 @@ async fn a_paused_subscription_holds_its_deliveries_until_it_is_resumed() {
     .await;
 }
 
-/// The dead rows PostgreSQL's statistics count in the delivery queue.
-async fn dead_queue_rows(url: &str) -> i64 {
+/// Waits until the number `query` reads from PostgreSQL's statistics reaches
+/// `at_least`: a connection reports its writes to them now and then, and
+/// when it ends.
+async fn wait_for_statistics(url: &str, query: &'static str, at_least: i64) {
     use sqlx::Connection;
     let mut connection = sqlx::postgres::PgConnection::connect(url).await.unwrap();
-    sqlx::query_scalar(
-        "SELECT n_dead_tup FROM pg_stat_user_tables WHERE relid = to_regclass('delivery_queue')",
-    )
-    .fetch_one(&mut connection)
-    .await
-    .unwrap()
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let counted: i64 = sqlx::query_scalar(query)
+            .fetch_one(&mut connection)
+            .await
+            .unwrap();
+        if counted >= at_least {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the statistics counted {counted} of {at_least}: {query}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
 }
 
 /// Blocks of shared buffers a claim of due deliveries reads on PostgreSQL,
@@ -650,14 +661,13 @@ async fn weft_vacuums_a_churned_queue_itself_on_postgresql() {
         // all 12,000 makes the rounds below see the whole churn.
         store.close().await;
         let store = super::backends::connect(&url).await;
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-        while dead_queue_rows(&url).await < 12_000 {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "the statistics never counted the churn"
-            );
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        }
+        wait_for_statistics(
+            &url,
+            "SELECT n_dead_tup FROM pg_stat_user_tables \
+             WHERE relid = to_regclass('delivery_queue')",
+            12_000,
+        )
+        .await;
         claim_buffers(&url).await;
         let before = claim_buffers(&url).await;
         let vacuumed = store.maintain().await.unwrap().vacuumed;
@@ -731,24 +741,13 @@ async fn weft_analyses_growing_tables_so_plans_made_when_they_were_empty_are_rep
         // it ends.
         store.close().await;
         let store = super::backends::connect(&url).await;
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-        loop {
-            let changed: i64 = sqlx::query_scalar(
-                "SELECT n_mod_since_analyze FROM pg_stat_user_tables \
-                 WHERE relid = to_regclass('deliveries')",
-            )
-            .fetch_one(&mut connection)
-            .await
-            .unwrap();
-            if changed >= 5_000 {
-                break;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "the statistics never counted the deliveries"
-            );
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        }
+        wait_for_statistics(
+            &url,
+            "SELECT n_mod_since_analyze FROM pg_stat_user_tables \
+             WHERE relid = to_regclass('deliveries')",
+            5_000,
+        )
+        .await;
         let done = store.maintain().await.unwrap();
         for table in ["deliveries", "events"] {
             assert!(
