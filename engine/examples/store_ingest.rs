@@ -97,6 +97,7 @@ async fn configure(store: &Store, tenant: &TenantId) -> Vec<Subscription> {
         tls: None,
         rate_limit: None,
         max_concurrency: None,
+        circuit_breaker: Default::default(),
         secret: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into(),
         previous_secret: None,
         timeout_ms: 10_000,

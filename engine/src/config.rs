@@ -40,6 +40,10 @@ pub struct Webhook {
     pub rate_limit: Option<String>,
     /// Deliveries in flight to the endpoint at once.
     pub max_concurrency: Option<u32>,
+    /// When deliveries stop for a receiver that keeps failing, and when the
+    /// endpoint is disabled (Weft's defaults when absent).
+    #[serde(default)]
+    pub circuit_breaker: Option<crate::model::CircuitBreaker>,
     pub event_triggers: Vec<String>,
     /// Field → Jinja template, as in the product sheet's "Payload Format".
     pub payload_format: Option<Value>,
@@ -203,6 +207,7 @@ impl Webhook {
             "auth": self.authentication,
             "rate_limit": self.rate_limit.as_deref().and_then(|limit| parse_rate_limit(limit).ok()),
             "max_concurrency": self.max_concurrency,
+            "circuit_breaker": self.circuit_breaker,
             "timeout_ms": self.retry_policy.timeout_seconds.saturating_mul(1000),
             "retry": { "max_attempts": self.retry_policy.max_attempts, "backoff": backoff },
             "enabled": self.enabled,

@@ -6,6 +6,7 @@ pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod delivery;
+pub mod health;
 pub mod ingest;
 pub mod model;
 pub mod pipeline;

@@ -314,6 +314,10 @@ pub struct Endpoint {
     /// How many deliveries may be in flight to the receiver at once.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_concurrency: Option<u32>,
+    /// When Weft stops sending to a receiver that keeps failing, and when it
+    /// gives up on it.
+    #[serde(default)]
+    pub circuit_breaker: CircuitBreaker,
     /// The Standard Webhooks signing secret, `whsec_<base64>`.
     pub secret: String,
     /// The secret before the last rotation, signing beside `secret` until it
@@ -353,12 +357,44 @@ impl fmt::Debug for Endpoint {
             .field("tls", &self.tls)
             .field("rate_limit", &self.rate_limit)
             .field("max_concurrency", &self.max_concurrency)
+            .field("circuit_breaker", &self.circuit_breaker)
             .field("rotating_secret", &self.previous_secret.is_some())
             .field("timeout_ms", &self.timeout_ms)
             .field("retry", &self.retry)
             .field("enabled", &self.enabled)
             .field("disabled_reason", &self.disabled_reason)
             .finish_non_exhaustive()
+    }
+}
+
+/// When an endpoint's circuit opens, how long it stays open, and when a
+/// receiver that keeps failing is disabled. The circuit's state is shared by
+/// every node of a database (see [`crate::health`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CircuitBreaker {
+    /// Consecutive failed attempts that open the circuit; 0 never opens it.
+    pub failures: u32,
+    /// The pause before the first probe; each failed probe doubles it.
+    pub pause_seconds: u32,
+    /// The longest pause between two probes.
+    pub max_pause_seconds: u32,
+    /// How long an endpoint may fail without a success before Weft disables
+    /// it; 0 never disables it.
+    pub disable_after_seconds: u64,
+}
+
+impl Default for CircuitBreaker {
+    /// Opens after 10 failures in a row, probes after 5 s, then 10 s, 20 s, …
+    /// up to every 10 minutes, and disables the endpoint after 5 days of
+    /// failures.
+    fn default() -> Self {
+        Self {
+            failures: 10,
+            pause_seconds: 5,
+            max_pause_seconds: 600,
+            disable_after_seconds: 5 * 86_400,
+        }
     }
 }
 
@@ -517,6 +553,11 @@ pub struct Pause {
 /// When a held delivery falls due: never, until it is released (9999-12-31).
 pub const ON_HOLD: UnixMillis = 253_402_300_799_999;
 
+/// When a delivery waiting for its endpoint's circuit to close falls due:
+/// never, until the circuit closes (a millisecond before [`ON_HOLD`], so that
+/// releasing one kind never releases the other).
+pub const PARKED: UnixMillis = ON_HOLD - 1;
+
 /// Where a delivery stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -530,6 +571,9 @@ pub enum DeliveryStatus {
     Failed,
     /// A filter or plugin dropped the event for this subscription.
     Dropped,
+    /// Not sent because its endpoint is disabled; kept so that
+    /// `POST /v1/endpoints/{id}/recover` can deliver it once it is enabled.
+    Skipped,
 }
 
 impl DeliveryStatus {
@@ -539,13 +583,20 @@ impl DeliveryStatus {
             Self::Succeeded => "succeeded",
             Self::Failed => "failed",
             Self::Dropped => "dropped",
+            Self::Skipped => "skipped",
         }
     }
 
     pub fn parse(text: &str) -> Option<Self> {
-        [Self::Pending, Self::Succeeded, Self::Failed, Self::Dropped]
-            .into_iter()
-            .find(|status| status.as_str() == text)
+        [
+            Self::Pending,
+            Self::Succeeded,
+            Self::Failed,
+            Self::Dropped,
+            Self::Skipped,
+        ]
+        .into_iter()
+        .find(|status| status.as_str() == text)
     }
 }
 
@@ -649,6 +700,7 @@ mod tests {
             tls: None,
             rate_limit: None,
             max_concurrency: None,
+            circuit_breaker: CircuitBreaker::default(),
             secret: "whsec_new".into(),
             previous_secret: Some(PreviousSecret {
                 secret: "whsec_old".into(),

@@ -11,6 +11,7 @@ use weft_engine::auth::TokenIssuer;
 use weft_engine::delivery::{
     DEFAULT_ENDPOINT_CONCURRENCY, DEFAULT_MAX_IN_FLIGHT, NetworkPolicy, Outbound, Throttle,
 };
+use weft_engine::ingest::Ingest;
 use weft_engine::runtime::{PluginRuntime, RuntimeConfig};
 use weft_engine::secrets::Keyring;
 use weft_engine::store::Store;
@@ -95,7 +96,7 @@ pub struct TestWeft {
     api: Api,
     runtime: Arc<PluginRuntime>,
     outbound: Outbound,
-    wake: Arc<Notify>,
+    ingest: Ingest,
     stop: watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     database: TestDatabase,
@@ -159,11 +160,11 @@ impl TestWeft {
             .with_keyring(Arc::new(Keyring::ephemeral()));
         let runtime = Arc::new(PluginRuntime::new(RuntimeConfig::default()).unwrap());
         register_first_party(&store, &runtime).await;
-        let wake = Arc::new(Notify::new());
+        let ingest = Ingest::new(store.clone(), Arc::new(Notify::new()));
         let (stop, _) = watch::channel(false);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
-        let mut state = AppState::new(store.clone(), Arc::clone(&runtime), Arc::clone(&wake))
+        let mut state = AppState::new(store.clone(), Arc::clone(&runtime), ingest.clone())
             .delivering_under(policy.clone());
         if let Some(issuer) = issuer {
             state = state.trusting(issuer);
@@ -182,7 +183,7 @@ impl TestWeft {
             api: Api::new(url).with_key(admin_key),
             runtime,
             outbound: Outbound::new(policy, default_throttle()).unwrap(),
-            wake,
+            ingest,
             stop,
             tasks: vec![server],
             database,
@@ -212,7 +213,7 @@ impl TestWeft {
                 self.store.clone(),
                 Arc::clone(&self.runtime),
                 self.outbound.clone(),
-                Arc::clone(&self.wake),
+                self.ingest.clone(),
                 config,
             ));
             self.tasks

@@ -10,12 +10,13 @@
 use super::caller::{Caller, Configure, Read};
 use super::error::{parse_json, parse_optional_json};
 use super::pages::{PageParams, page_json};
-use super::{ApiError, AppState};
+use super::{ApiError, AppState, endpoint_health};
 use crate::delivery::NetworkPolicy;
 use crate::model::{
-    AuditOutcome, Endpoint, EndpointAuth, EndpointId, EndpointTls, PreviousSecret, RateLimit,
-    RetryPolicy, TenantId, now_millis,
+    AuditOutcome, CircuitBreaker, Endpoint, EndpointAuth, EndpointId, EndpointTls, PreviousSecret,
+    RateLimit, RetryPolicy, TenantId, now_millis,
 };
+use crate::store::Page;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
@@ -53,6 +54,8 @@ struct EndpointInput {
     tls: Option<EndpointTls>,
     rate_limit: Option<RateLimit>,
     max_concurrency: Option<u32>,
+    /// Weft's defaults when absent.
+    circuit_breaker: Option<CircuitBreaker>,
     secret: Option<String>,
     /// How a generated secret signs: `hmac` (`v1`, the default) or `ed25519`
     /// (`v1a`, verified with the public key the endpoint shows).
@@ -351,28 +354,83 @@ async fn update(
         Some(before),
         Some(view(&endpoint)),
     );
+    // Enabling and disabling take their own paths (the circuit reset, the
+    // pending deliveries skipped, the operational event).
+    let enabled = endpoint.enabled;
+    endpoint.enabled = existing.enabled;
+    endpoint.disabled_reason = existing.disabled_reason;
     state
         .store
         .audited(audit)
         .update_endpoint(&endpoint)
         .await?;
-    Ok(Json(view(&endpoint)))
+    let now = now_millis();
+    if enabled && !existing.enabled {
+        state
+            .store
+            .enable_endpoint(&caller.tenant, &endpoint.id, now)
+            .await?;
+        state.wake.notify_waiters();
+    } else if !enabled && existing.enabled {
+        let reason = "disabled by an administrator";
+        if state
+            .store
+            .disable_endpoint(&caller.tenant, &endpoint.id, reason, now)
+            .await?
+        {
+            endpoint_health::announce_disabled(&state, &caller, &endpoint.id).await?;
+        }
+    }
+    let endpoint = find(&state, &caller.tenant, endpoint.id.as_str()).await?;
+    let mut shown = endpoint_health::views_with_health(&state, &caller.tenant, &[endpoint]).await?;
+    Ok(Json(shown.remove(0).0))
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListParams {
+    limit: Option<u32>,
+    after: Option<String>,
+    /// Only endpoints in this health state.
+    health: Option<String>,
+}
+
+/// A page of endpoints with their health, oldest first; with `health`, only
+/// those in that state (read on until the page is full or none are left).
 async fn list(
     State(state): State<AppState>,
     Caller { tenant, .. }: Caller<Read>,
-    Query(params): Query<PageParams>,
+    Query(params): Query<ListParams>,
 ) -> Result<Json<Value>, ApiError> {
-    let page = params.page(EndpointId::parse)?;
-    let endpoints: Vec<Value> = state
-        .store
-        .list_endpoints(&tenant, page)
-        .await?
-        .iter()
-        .map(view)
-        .collect();
-    Ok(Json(page_json("endpoints", endpoints, page)))
+    let page_params = PageParams::new(params.limit, params.after);
+    let page = page_params.page(EndpointId::parse)?;
+    let wanted = params
+        .health
+        .as_deref()
+        .map(endpoint_health::parse_state)
+        .transpose()?;
+    let mut shown = Vec::new();
+    let mut after = page.after.map(str::to_owned);
+    loop {
+        let read = Page {
+            after: after.as_deref(),
+            limit: page.limit,
+        };
+        let endpoints = state.store.list_endpoints(&tenant, read).await?;
+        let exhausted = endpoints.len() < page.limit as usize;
+        after = endpoints.last().map(|last| last.id.to_string());
+        for (view, health) in
+            endpoint_health::views_with_health(&state, &tenant, &endpoints).await?
+        {
+            if shown.len() < page.limit as usize && wanted.is_none_or(|wanted| wanted == health) {
+                shown.push(view);
+            }
+        }
+        if exhausted || shown.len() >= page.limit as usize {
+            break;
+        }
+    }
+    Ok(Json(page_json("endpoints", shown, page)))
 }
 
 async fn show(
@@ -380,7 +438,9 @@ async fn show(
     Caller { tenant, .. }: Caller<Read>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    find(&state, &tenant, &id).await.map(|e| Json(view(&e)))
+    let endpoint = find(&state, &tenant, &id).await?;
+    let mut shown = endpoint_health::views_with_health(&state, &tenant, &[endpoint]).await?;
+    Ok(Json(shown.remove(0).0))
 }
 
 async fn delete(
@@ -504,6 +564,8 @@ fn checked(
             format!("max_concurrency is 1 to {MAX_CONCURRENCY}"),
         )?;
     }
+    let circuit_breaker = input.circuit_breaker.unwrap_or_default();
+    check_breaker(&circuit_breaker)?;
     one_to(
         "timeout_ms",
         input.timeout_ms,
@@ -541,6 +603,7 @@ fn checked(
         tls: input.tls,
         rate_limit: input.rate_limit,
         max_concurrency: input.max_concurrency,
+        circuit_breaker,
         secret,
         previous_secret: None,
         timeout_ms: input.timeout_ms,
@@ -550,6 +613,45 @@ fn checked(
         created_at,
         updated_at,
     })
+}
+
+/// The most failures in a row a breaker may wait for, and the longest pause
+/// between probes: a day.
+const MAX_BREAKER_FAILURES: u32 = 10_000;
+const MAX_BREAKER_PAUSE_SECONDS: u32 = 86_400;
+
+/// A circuit breaker's settings: counts and pauses within their bounds.
+fn check_breaker(breaker: &CircuitBreaker) -> Result<(), ApiError> {
+    let invalid = |field: &str, detail: String| {
+        Err(ApiError::unprocessable("invalid_field", detail).at(format!("circuit_breaker.{field}")))
+    };
+    if breaker.failures > MAX_BREAKER_FAILURES {
+        return invalid(
+            "failures",
+            format!("failures is 0 (never open) to {MAX_BREAKER_FAILURES}"),
+        );
+    }
+    for (field, seconds) in [
+        ("pause_seconds", breaker.pause_seconds),
+        ("max_pause_seconds", breaker.max_pause_seconds),
+    ] {
+        if seconds == 0 || seconds > MAX_BREAKER_PAUSE_SECONDS {
+            return invalid(
+                field,
+                format!("{field} is 1 to {MAX_BREAKER_PAUSE_SECONDS} seconds"),
+            );
+        }
+    }
+    if breaker.max_pause_seconds < breaker.pause_seconds {
+        return invalid(
+            "max_pause_seconds",
+            format!(
+                "max_pause_seconds ({}) is less than pause_seconds ({})",
+                breaker.max_pause_seconds, breaker.pause_seconds
+            ),
+        );
+    }
+    Ok(())
 }
 
 /// An endpoint's own headers: valid, not the exchange's own (`host`,

@@ -78,6 +78,17 @@ async fn create(
             ApiError::conflict(format!("{} is a built-in event type", input.name)).at("name"),
         );
     }
+    if input.name.starts_with(crate::ingest::OPERATIONAL_PREFIX) {
+        return Err(ApiError::unprocessable(
+            "invalid_field",
+            format!(
+                "{}: names starting with {} are kept for Weft's own operational events",
+                input.name,
+                crate::ingest::OPERATIONAL_PREFIX
+            ),
+        )
+        .at("name"));
+    }
     crate::schema::JsonSchema::compile(&input.schema)
         .map_err(|e| ApiError::unprocessable("invalid_schema", e.to_string()).at("schema"))?;
     let record = EventTypeRecord {

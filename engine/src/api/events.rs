@@ -229,6 +229,9 @@ fn ingest_error(error: IngestError, field: &str) -> ApiError {
                 .with_errors(violations.violations)
                 .at(format!("{field}data"))
         }
+        IngestError::ReservedEventType(_) => {
+            ApiError::unprocessable("reserved_event_type", detail).at(format!("{field}type"))
+        }
         IngestError::BrokenSchema { .. } => ApiError::internal(detail),
         IngestError::Store(error) => error.into(),
     }

@@ -10,6 +10,7 @@ mod audit;
 mod caller;
 mod connections;
 mod deliveries;
+mod endpoint_health;
 mod endpoints;
 mod error;
 mod event_types;
@@ -56,17 +57,17 @@ pub struct AppState {
     /// How fast each credential may publish.
     publish_limits: Arc<IngestLimits>,
     /// Where published events are checked and captured.
-    ingest: Ingest,
+    pub ingest: Ingest,
     /// What deliveries may do (plain http, unverified TLS), so that an
     /// endpoint that could never be delivered to is refused when it is saved.
     pub network: crate::delivery::NetworkPolicy,
 }
 
 impl AppState {
-    /// Must be called within a tokio runtime: it starts the capture tasks.
-    /// `wake` is notified when a capture makes deliveries.
-    pub fn new(store: Store, plugins: Arc<PluginRuntime>, wake: Arc<Notify>) -> Self {
-        let ingest = Ingest::new(store.clone(), Arc::clone(&wake));
+    /// Captures through `ingest`, whose wake the API notifies too when it
+    /// makes deliveries due (replays, recoveries).
+    pub fn new(store: Store, plugins: Arc<PluginRuntime>, ingest: Ingest) -> Self {
+        let wake = ingest.wake();
         Self {
             auth: Arc::new(Authenticator::new(store.clone(), None)),
             publish_limits: Arc::new(IngestLimits::new(DEFAULT_INGEST_PER_SECOND)),
@@ -107,6 +108,7 @@ pub fn router(state: AppState) -> Router {
     let authenticated = Router::new()
         .merge(events::routes())
         .merge(endpoints::routes())
+        .merge(endpoint_health::routes())
         .merge(subscriptions::routes())
         .merge(deliveries::routes())
         .merge(event_types::routes())

@@ -16,6 +16,10 @@ pub(super) struct PageParams {
 }
 
 impl PageParams {
+    pub(super) fn new(limit: Option<u32>, after: Option<String>) -> Self {
+        Self { limit, after }
+    }
+
     /// The page asked for; the id `after` checked with `parse_id`.
     pub(super) fn page<T, E: std::fmt::Display>(
         &self,

@@ -2,6 +2,7 @@
 //! `main.rs` only sets up logging and calls [`run`].
 
 mod client;
+mod endpoints;
 mod keys;
 mod plugin;
 mod remote;
@@ -65,6 +66,13 @@ enum Command {
         #[command(subcommand)]
         command: remote::EventsCommand,
     },
+    /// Endpoint health at a glance; disable, enable, recover what was skipped.
+    Endpoints {
+        #[command(flatten)]
+        remote: remote::Remote,
+        #[command(subcommand)]
+        command: endpoints::EndpointsCommand,
+    },
     /// Search, show and replay deliveries.
     Deliveries {
         #[command(flatten)]
@@ -106,6 +114,9 @@ pub fn run(cli: Cli) -> ExitCode {
         }
         Command::Events { remote, command } => {
             remote::events(&remote, &command).map(|()| ExitCode::SUCCESS)
+        }
+        Command::Endpoints { remote, command } => {
+            endpoints::run(&remote, &command).map(|()| ExitCode::SUCCESS)
         }
         Command::Deliveries { remote, command } => {
             remote::deliveries(&remote, &command).map(|()| ExitCode::SUCCESS)

@@ -8,6 +8,7 @@ use crate::auth::{self, TokenIssuer, TokenKey};
 use crate::delivery::{
     DEFAULT_ENDPOINT_CONCURRENCY, DEFAULT_MAX_IN_FLIGHT, NetworkPolicy, Outbound, Throttle,
 };
+use crate::ingest::Ingest;
 use crate::model::{ApiKey, AuditEntry, TenantId};
 use crate::runtime::{PluginRuntime, RuntimeConfig};
 use crate::store::Store;
@@ -213,13 +214,14 @@ async fn serve(args: ServeArgs, artifact_dir: Option<PathBuf>) -> Result<()> {
     let throttle = Throttle::new(args.max_in_flight, args.max_in_flight_per_endpoint);
     let outbound =
         Outbound::new(policy.clone(), throttle).context("cannot set up the HTTP client")?;
+    let ingest = Ingest::new(store.clone(), wake);
     let mut workers = Vec::new();
     for _ in 0..args.workers.max(1) {
         let worker = Arc::new(Worker::new(
             store.clone(),
             Arc::clone(&runtime),
             outbound.clone(),
-            Arc::clone(&wake),
+            ingest.clone(),
             WorkerConfig {
                 lease: std::time::Duration::from_secs(args.lease_seconds.max(1)),
                 ..WorkerConfig::default()
@@ -235,7 +237,7 @@ async fn serve(args: ServeArgs, artifact_dir: Option<PathBuf>) -> Result<()> {
         "weft listening on http://{address} (database {})",
         args.database_url
     );
-    let mut state = AppState::new(store, runtime, wake)
+    let mut state = AppState::new(store, runtime, ingest)
         .limiting_ingest(args.ingest_per_second)
         .delivering_under(policy);
     if let Some(issuer) = issuer {

@@ -1,10 +1,12 @@
 //! What a process's delivery workers share: one HTTP client (and its
-//! connection pools), one cache of OAuth tokens, one throttle.
+//! connection pools), one cache of OAuth tokens, one throttle, one view of
+//! which endpoints' circuits are open.
 
 use super::client::{ClientBuildError, HttpSender};
 use super::credentials::Credentials;
 use super::guard::NetworkPolicy;
 use super::throttle::Throttle;
+use crate::health::OpenCircuits;
 use std::sync::Arc;
 
 #[derive(Clone, Debug)]
@@ -12,6 +14,7 @@ pub struct Outbound {
     pub sender: HttpSender,
     pub credentials: Credentials,
     pub throttle: Arc<Throttle>,
+    pub circuits: Arc<OpenCircuits>,
 }
 
 impl Outbound {
@@ -22,6 +25,7 @@ impl Outbound {
             credentials: Credentials::new(sender.clone()),
             sender,
             throttle: Arc::new(throttle),
+            circuits: Arc::default(),
         })
     }
 }

@@ -264,6 +264,7 @@ mod tests {
             tls: None,
             rate_limit,
             max_concurrency,
+            circuit_breaker: Default::default(),
             secret: "whsec_x".into(),
             previous_secret: None,
             timeout_ms: 1000,

@@ -7,7 +7,7 @@
 //! commonly send, and allow any others: a publisher adding a field must not
 //! break capture.
 
-use super::matching::{EventTypeError, validate_event_type};
+use super::matching::{EventTypeError, validate_event_type, validate_operational_type};
 use crate::schema::{InvalidSchema, JsonSchema, SchemaViolations};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -32,10 +32,12 @@ pub enum Module {
     ECommerce,
     Manufacturing,
     HrPayroll,
+    /// Weft's own operational events (`weft.*`), which only Weft publishes.
+    Weft,
 }
 
 impl Module {
-    pub const ALL: [Module; 7] = [
+    pub const ALL: [Module; 8] = [
         Self::SalesCrm,
         Self::Purchasing,
         Self::FinancialAccounting,
@@ -43,6 +45,7 @@ impl Module {
         Self::ECommerce,
         Self::Manufacturing,
         Self::HrPayroll,
+        Self::Weft,
     ];
 
     /// The module's name as the platform shows it.
@@ -55,6 +58,7 @@ impl Module {
             Self::ECommerce => "E-Commerce",
             Self::Manufacturing => "Manufacturing",
             Self::HrPayroll => "HR & Payroll",
+            Self::Weft => "Weft",
         }
     }
 }
@@ -124,7 +128,11 @@ impl Catalog {
         let mut by_name = HashMap::with_capacity(types.len());
         let mut schemas = Vec::with_capacity(types.len());
         for (index, event_type) in types.iter().enumerate() {
-            validate_event_type(&event_type.name)?;
+            // Weft's own types, and only they, are `weft.<entity>.<action>`.
+            match event_type.module {
+                Module::Weft => validate_operational_type(&event_type.name)?,
+                _ => validate_event_type(&event_type.name)?,
+            }
             if by_name.insert(event_type.name.clone(), index).is_some() {
                 return Err(CatalogError::Duplicate(event_type.name.clone()));
             }
@@ -189,7 +197,7 @@ mod tests {
         assert!(catalog.len() >= 200, "{} event types", catalog.len());
         let names: HashSet<&str> = catalog.iter().map(|t| t.name.as_str()).collect();
         assert_eq!(names.len(), catalog.len(), "names are unique");
-        for module in Module::ALL {
+        for module in Module::ALL.into_iter().filter(|&m| m != Module::Weft) {
             let count = catalog.iter().filter(|t| t.module == module).count();
             assert!(
                 count >= 10,

@@ -5,12 +5,28 @@
 //! event type with one part replaced by `*`: `sales_order.*` (every action on
 //! sales orders, but not on `sales_order_line`), `*.created` (that action on
 //! every entity).
+//!
+//! Weft's own operational events live apart, under the prefix `weft.`
+//! (`weft.endpoint.disabled`): only patterns that start with it select them
+//! (`weft.endpoint.disabled`, `weft.endpoint.*`), never `*` or `*.disabled`,
+//! so a subscription to every business event does not start receiving them.
 
 /// Longest event type name accepted. Names are identifiers, not documents, and
 /// they are stored and indexed with every event.
 pub const MAX_EVENT_TYPE_LEN: usize = 128;
 
 const WILDCARD: &str = "*";
+
+/// The namespace of Weft's own operational event types.
+pub const OPERATIONAL_PREFIX: &str = "weft.";
+
+/// `name` without the operational prefix, and whether it had it.
+fn namespace(name: &str) -> (bool, &str) {
+    match name.strip_prefix(OPERATIONAL_PREFIX) {
+        Some(rest) => (true, rest),
+        None => (false, name),
+    }
+}
 
 /// An event type name that is not `<entity>.<action>`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -32,6 +48,21 @@ pub struct EventTypeError {
 pub struct PatternError {
     pub pattern: String,
     pub problem: &'static str,
+}
+
+/// Accepts `name` if it is one of Weft's operational event types:
+/// `weft.<entity>.<action>`.
+pub fn validate_operational_type(name: &str) -> Result<(), EventTypeError> {
+    match namespace(name) {
+        (true, rest) => validate_event_type(rest).map_err(|error| EventTypeError {
+            name: name.to_owned(),
+            ..error
+        }),
+        (false, _) => Err(EventTypeError {
+            name: name.to_owned(),
+            problem: "does not start with `weft.`",
+        }),
+    }
 }
 
 /// Accepts `name` if it is `<entity>.<action>` of `[a-z0-9_]`.
@@ -73,6 +104,10 @@ pub fn validate_pattern(pattern: &str) -> Result<(), PatternError> {
     if pattern.len() > MAX_EVENT_TYPE_LEN {
         return refuse("is too long");
     }
+    let (_, pattern) = namespace(pattern);
+    if pattern == WILDCARD {
+        return refuse("selects every operational event: name the entity, as in `weft.endpoint.*`");
+    }
     let Some((entity, action)) = pattern.split_once('.') else {
         return refuse("is neither `*` nor of the form <entity>.<action>");
     };
@@ -99,8 +134,16 @@ pub fn validate_pattern(pattern: &str) -> Result<(), PatternError> {
 /// Whether `pattern` selects `event_type`. A pattern that
 /// [`validate_pattern`] refuses matches nothing but itself.
 pub fn pattern_matches(pattern: &str, event_type: &str) -> bool {
-    if pattern == WILDCARD || pattern == event_type {
+    if pattern == event_type {
         return true;
+    }
+    let ((operational_pattern, pattern), (operational, event_type)) =
+        (namespace(pattern), namespace(event_type));
+    if operational_pattern != operational {
+        return false;
+    }
+    if pattern == WILDCARD {
+        return !operational;
     }
     let (Some((entity_pattern, action_pattern)), Some((entity, action))) =
         (pattern.split_once('.'), event_type.split_once('.'))
@@ -141,6 +184,14 @@ mod tests {
             ("*.*", "customer.updated", true),
             ("customer.*", "customer", false),
             ("customer", "customer.created", false),
+            // Operational events: only patterns in their namespace select them.
+            ("weft.endpoint.disabled", "weft.endpoint.disabled", true),
+            ("weft.endpoint.*", "weft.endpoint.disabled", true),
+            ("weft.*.disabled", "weft.endpoint.disabled", true),
+            ("*", "weft.endpoint.disabled", false),
+            ("*.disabled", "weft.endpoint.disabled", false),
+            ("*.*", "weft.endpoint.disabled", false),
+            ("weft.endpoint.*", "endpoint.disabled", false),
         ];
         for (pattern, event_type, expected) in cases {
             assert_eq!(
@@ -167,6 +218,10 @@ mod tests {
             ("sales order.created", Some("characters other than")),
             ("", Some("is neither `*` nor")),
             ("**", Some("is neither `*` nor")),
+            ("weft.endpoint.disabled", None),
+            ("weft.endpoint.*", None),
+            ("weft.*", Some("selects every operational event")),
+            ("weft.a.b.c", Some("more than one `.`")),
         ];
         for (pattern, expected) in cases {
             match (validate_pattern(pattern), expected) {
@@ -200,5 +255,9 @@ mod tests {
         }
         let too_long = format!("{}.created", "x".repeat(MAX_EVENT_TYPE_LEN));
         assert!(validate_event_type(&too_long).is_err());
+        assert!(validate_event_type("weft.endpoint.disabled").is_err());
+        assert!(validate_operational_type("weft.endpoint.disabled").is_ok());
+        assert!(validate_operational_type("endpoint.disabled").is_err());
+        assert!(validate_operational_type("weft.endpoint").is_err());
     }
 }

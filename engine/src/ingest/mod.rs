@@ -15,8 +15,8 @@ mod routing;
 
 pub use catalog::{Catalog, CatalogError, EventTypeDef, Module, PayloadError};
 pub use matching::{
-    EventTypeError, MAX_EVENT_TYPE_LEN, PatternError, pattern_matches, validate_event_type,
-    validate_pattern,
+    EventTypeError, MAX_EVENT_TYPE_LEN, OPERATIONAL_PREFIX, PatternError, pattern_matches,
+    validate_event_type, validate_pattern,
 };
 pub use routing::subscribes_to;
 
@@ -56,6 +56,10 @@ pub enum IngestError {
     /// A tenant's own event type whose stored schema no longer compiles.
     #[error("the stored schema of {event_type} cannot be used: {reason}")]
     BrokenSchema { event_type: String, reason: String },
+    #[error(
+        "{0:?} is one of Weft's own operational event types (weft.*), which only Weft publishes"
+    )]
+    ReservedEventType(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -90,6 +94,11 @@ impl Ingest {
         }
     }
 
+    /// What wakes the workers when deliveries become due.
+    pub fn wake(&self) -> Arc<Notify> {
+        Arc::clone(&self.wake)
+    }
+
     /// The built-in event types.
     pub fn catalog(&self) -> &'static Catalog {
         self.catalog
@@ -102,6 +111,9 @@ impl Ingest {
         tenant: &TenantId,
         publication: Publication,
     ) -> Result<Event, IngestError> {
+        if publication.event_type.starts_with(OPERATIONAL_PREFIX) {
+            return Err(IngestError::ReservedEventType(publication.event_type));
+        }
         self.validate_payload(tenant, &publication.event_type, &publication.data)
             .await?;
         let received_at = now_millis();
@@ -146,6 +158,37 @@ impl Ingest {
                 deliveries,
             })
             .collect())
+    }
+
+    /// Publishes one of Weft's operational events (`weft.*`) of
+    /// `event_type` with payload `data` into `tenant`'s own stream, where
+    /// subscriptions route it like any other event.
+    pub async fn publish_operational(
+        &self,
+        tenant: &TenantId,
+        event_type: &str,
+        data: serde_json::Value,
+    ) -> Result<Captured, IngestError> {
+        debug_assert!(event_type.starts_with(OPERATIONAL_PREFIX));
+        if let Err(error) = self.catalog.validate(event_type, &data) {
+            return Err(IngestError::BrokenSchema {
+                event_type: event_type.to_owned(),
+                reason: error.to_string(),
+            });
+        }
+        let now = now_millis();
+        let event = Event {
+            id: EventId::generate(),
+            tenant: tenant.clone(),
+            event_type: event_type.to_owned(),
+            occurred_at: now,
+            received_at: now,
+            idempotency_key: None,
+            payload: data.into(),
+            metadata: BTreeMap::new(),
+        };
+        let mut captured = self.capture(tenant, vec![event]).await?;
+        Ok(captured.remove(0))
     }
 
     /// The tenant's subscriptions changed through this process: the next

@@ -9,7 +9,7 @@
 //! as its digest, so that it orders the same and stays small.
 
 use super::matching::pattern_matches;
-use crate::model::{Delivery, Event, Subscription, TenantId};
+use crate::model::{Delivery, DeliveryStatus, Event, Subscription, TenantId};
 use crate::pipeline::TextTemplate;
 use crate::store::{Store, StoreError};
 use sha2::{Digest, Sha256};
@@ -57,10 +57,10 @@ impl SubscriptionsByTenant {
             return Ok(cached);
         }
         let subscriptions = store
-            .enabled_subscriptions(tenant)
+            .capturing_subscriptions(tenant)
             .await?
             .into_iter()
-            .map(Routed::new)
+            .map(|(subscription, endpoint_enabled)| Routed::new(subscription, endpoint_enabled))
             .collect();
         let subscriptions = Arc::new(TenantSubscriptions(subscriptions));
         self.0.insert(tenant.clone(), Arc::clone(&subscriptions));
@@ -79,10 +79,13 @@ pub(super) struct TenantSubscriptions(Vec<Routed>);
 struct Routed {
     subscription: Subscription,
     ordering_key: Option<TextTemplate>,
+    /// Whether its endpoint is enabled: a disabled one's deliveries are kept
+    /// as skipped, for an administrator to recover.
+    endpoint_enabled: bool,
 }
 
 impl Routed {
-    fn new(subscription: Subscription) -> Self {
+    fn new(subscription: Subscription, endpoint_enabled: bool) -> Self {
         let ordering_key = subscription.ordering_key.as_deref().and_then(|source| {
             TextTemplate::compile(source)
                 .inspect_err(|error| {
@@ -93,6 +96,7 @@ impl Routed {
         Self {
             subscription,
             ordering_key,
+            endpoint_enabled,
         }
     }
 
@@ -117,13 +121,26 @@ impl Routed {
 }
 
 impl TenantSubscriptions {
-    /// A pending delivery for every subscription that selects `event`.
+    /// A delivery for every subscription that selects `event`: pending, or
+    /// skipped if its endpoint is disabled.
     pub(super) fn deliveries_for(&self, event: &Event) -> Vec<Delivery> {
         self.0
             .iter()
             .filter(|routed| subscribes_to(&routed.subscription, &event.event_type))
             .map(|routed| {
-                Delivery::pending(event, &routed.subscription, routed.ordering_key(event))
+                let delivery =
+                    Delivery::pending(event, &routed.subscription, routed.ordering_key(event));
+                if routed.endpoint_enabled {
+                    return delivery;
+                }
+                Delivery {
+                    status: DeliveryStatus::Skipped,
+                    last_error: Some(format!(
+                        "skipped: endpoint {} is disabled",
+                        delivery.endpoint_id
+                    )),
+                    ..delivery
+                }
             })
             .collect()
     }
@@ -136,22 +153,25 @@ mod tests {
 
     fn routed(ordering_key: &str) -> Routed {
         use crate::model::{EndpointId, SubscriptionId};
-        Routed::new(Subscription {
-            id: SubscriptionId::generate(),
-            tenant: TenantId::parse("acme").unwrap(),
-            name: "orders in order".into(),
-            endpoint_id: EndpointId::generate(),
-            event_types: vec!["sales_order.*".into()],
-            filter: None,
-            template: None,
-            plugins: Vec::new(),
-            batching: None,
-            ordering_key: Some(ordering_key.to_owned()),
-            enabled: true,
-            paused: None,
-            created_at: 0,
-            updated_at: 0,
-        })
+        Routed::new(
+            Subscription {
+                id: SubscriptionId::generate(),
+                tenant: TenantId::parse("acme").unwrap(),
+                name: "orders in order".into(),
+                endpoint_id: EndpointId::generate(),
+                event_types: vec!["sales_order.*".into()],
+                filter: None,
+                template: None,
+                plugins: Vec::new(),
+                batching: None,
+                ordering_key: Some(ordering_key.to_owned()),
+                enabled: true,
+                paused: None,
+                created_at: 0,
+                updated_at: 0,
+            },
+            true,
+        )
     }
 
     #[test]

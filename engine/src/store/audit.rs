@@ -135,7 +135,7 @@ impl Store {
     }
 }
 
-fn insert(entry: &AuditEntry) -> Statement {
+pub(super) fn insert(entry: &AuditEntry) -> Statement {
     const INSERT: &str = concat!(
         "INSERT INTO audit_log (",
         audit_columns!(),

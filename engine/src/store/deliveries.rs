@@ -13,6 +13,7 @@ use super::Store;
 use super::attempts::insert_attempts;
 use super::database::{Dialect, Row, SqlBuilder, Statement, Tx, Value, recurring_chunks};
 use super::error::StoreError;
+use super::health::{self, CircuitChange, EndpointCall};
 use super::queue::{self, Lease, queue_changes, queue_columns, queue_entry_columns};
 use crate::model::{
     Attempt, BatchId, Delivery, DeliveryId, DeliveryStatus, EndpointId, EventId, SubscriptionId,
@@ -156,6 +157,17 @@ impl Store {
     /// sets each delivery's state and ends its lease. When one delivery is
     /// updated twice, the later update wins.
     pub async fn finish_deliveries(&self, results: Vec<DeliveryUpdate>) -> Result<(), StoreError> {
+        self.record_outcomes(results, &[]).await.map(drop)
+    }
+
+    /// Like [`Store::finish_deliveries`], and counts the requests `calls`
+    /// made in their endpoints' health, moving their circuits, in the same
+    /// transaction. Returns the circuits' changes.
+    pub async fn record_outcomes(
+        &self,
+        results: Vec<DeliveryUpdate>,
+        calls: &[EndpointCall],
+    ) -> Result<Vec<CircuitChange>, StoreError> {
         for update in &results {
             check_attempt_follows_its_delivery(update)?;
         }
@@ -180,9 +192,11 @@ impl Store {
         queue::apply(&mut tx, &changes, Lease::End).await?;
         queue::release_held_unless_paused(&mut tx, &changes, now).await?;
         insert_attempts(&mut tx, &attempts).await?;
+        let changes = health::record_calls(&mut tx, calls, now).await?;
         tx.commit()
             .await
-            .map_err(StoreError::database("committing finished deliveries"))
+            .map_err(StoreError::database("committing finished deliveries"))?;
+        Ok(changes)
     }
 
     /// Sends delivery `id` again: pending, due `now`, unleased. Its

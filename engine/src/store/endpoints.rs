@@ -9,7 +9,7 @@ use super::database::{Row, Statement, is_unique_violation};
 use super::error::StoreError;
 use super::json::{decode, json_column, optional_json_column, to_json};
 use super::{Page, Store};
-use crate::model::{Endpoint, EndpointId, PreviousSecret, TenantId, UnixMillis};
+use crate::model::{CircuitBreaker, Endpoint, EndpointId, PreviousSecret, TenantId};
 use crate::secrets::{Keyring, is_sealed};
 
 /// The columns of `endpoints`, in the order [`push_endpoint`] binds them.
@@ -17,7 +17,7 @@ macro_rules! endpoint_columns {
     () => {
         "tenant, id, name, url, method, headers, secret, timeout_ms, retry, enabled, \
          disabled_reason, created_at, updated_at, previous_secret, previous_secret_expires_at, auth, tls, rate_limit, max_concurrency, \
-         secret_headers"
+         secret_headers, circuit_breaker"
     };
 }
 
@@ -27,7 +27,7 @@ impl Store {
         const INSERT: &str = concat!(
             "INSERT INTO endpoints (",
             endpoint_columns!(),
-            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)"
+            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)"
         );
         let mut statement = Statement::new(INSERT);
         self.push_endpoint(&mut statement, endpoint)?;
@@ -97,7 +97,8 @@ impl Store {
         const UPDATE: &str = "UPDATE endpoints SET name = $3, url = $4, method = $5, headers = $6, \
              secret = $7, timeout_ms = $8, retry = $9, enabled = $10, disabled_reason = $11, \
              updated_at = $13, previous_secret = $14, previous_secret_expires_at = $15, auth = $16, tls = $17, \
-             rate_limit = $18, max_concurrency = $19, secret_headers = $20 \
+             rate_limit = $18, max_concurrency = $19, secret_headers = $20, \
+             circuit_breaker = $21 \
              WHERE tenant = $1 AND id = $2";
         let mut statement = Statement::new(UPDATE);
         self.push_endpoint(&mut statement, endpoint)?;
@@ -158,34 +159,6 @@ impl Store {
         self.commit_change(tx)
             .await
             .map_err(StoreError::database(doing()))
-    }
-
-    /// Stops deliveries to endpoint `id` (after a 410 Gone, say), saying why.
-    pub async fn disable_endpoint(
-        &self,
-        tenant: &TenantId,
-        id: &EndpointId,
-        reason: &str,
-        now: UnixMillis,
-    ) -> Result<(), StoreError> {
-        let statement = Statement::new(
-            "UPDATE endpoints SET enabled = $3, disabled_reason = $4, updated_at = $5 \
-             WHERE tenant = $1 AND id = $2",
-        )
-        .bind(tenant.as_str())
-        .bind(id.as_str())
-        .bind(false)
-        .bind(reason)
-        .bind(now);
-        let changed = self
-            .backend
-            .write(statement)
-            .await
-            .map_err(StoreError::database(format!("disabling endpoint {id}")))?;
-        if changed == 0 {
-            return Err(StoreError::not_found("endpoint", id));
-        }
-        Ok(())
     }
 }
 
@@ -379,6 +352,17 @@ impl Store {
                 })
                 .transpose()?,
         );
+        // The defaults are stored as NULL, so that they follow Weft's.
+        statement.push(
+            (endpoint.circuit_breaker != CircuitBreaker::default())
+                .then(|| {
+                    to_json(
+                        &endpoint.circuit_breaker,
+                        format_args!("the circuit breaker of {}", owner()),
+                    )
+                })
+                .transpose()?,
+        );
         Ok(())
     }
 
@@ -406,6 +390,8 @@ impl Store {
             max_concurrency: row
                 .get::<Option<i64>>("max_concurrency")?
                 .map(|n| u32::try_from(n).unwrap_or(u32::MAX)),
+            circuit_breaker: optional_json_column(row, "circuit_breaker", &owner)?
+                .unwrap_or_default(),
             secret: open("secret")?.unwrap_or_default(),
             previous_secret: match (
                 open("previous_secret")?,

@@ -58,6 +58,11 @@ const SQLITE: &[MigrationFile] = &[
         "secret headers",
         include_str!("../../migrations/sqlite/0010_secret_headers.sql"),
     ),
+    (
+        11,
+        "endpoint health",
+        include_str!("../../migrations/sqlite/0011_endpoint_health.sql"),
+    ),
 ];
 
 const POSTGRES: &[MigrationFile] = &[
@@ -110,6 +115,11 @@ const POSTGRES: &[MigrationFile] = &[
         10,
         "secret headers",
         include_str!("../../migrations/postgres/0010_secret_headers.sql"),
+    ),
+    (
+        11,
+        "endpoint health",
+        include_str!("../../migrations/postgres/0011_endpoint_health.sql"),
     ),
 ];
 

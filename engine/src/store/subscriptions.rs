@@ -105,20 +105,19 @@ impl Store {
     }
 
     /// What `tenant`'s events are matched against at capture: the enabled
-    /// subscriptions whose endpoint is enabled too (a disabled endpoint gets
-    /// no new deliveries), oldest first.
-    pub async fn enabled_subscriptions(
+    /// subscriptions, oldest first, each with whether its endpoint is enabled
+    /// (a disabled endpoint's new deliveries are kept as skipped).
+    pub async fn capturing_subscriptions(
         &self,
         tenant: &TenantId,
-    ) -> Result<Vec<Subscription>, StoreError> {
+    ) -> Result<Vec<(Subscription, bool)>, StoreError> {
         const ENABLED: &str = concat!(
             "SELECT ",
             subscription_columns!(),
-            " FROM subscriptions WHERE tenant = $1 AND enabled = $2 AND EXISTS (\
-                SELECT 1 FROM endpoints \
+            ", (SELECT enabled FROM endpoints \
                 WHERE endpoints.tenant = subscriptions.tenant \
-                  AND endpoints.id = subscriptions.endpoint_id AND endpoints.enabled = $2) \
-             ORDER BY created_at, id"
+                  AND endpoints.id = subscriptions.endpoint_id) AS endpoint_enabled \
+             FROM subscriptions WHERE tenant = $1 AND enabled = $2 ORDER BY created_at, id"
         );
         let statement = Statement::new(ENABLED).bind(tenant.as_str()).bind(true);
         let rows = self
@@ -128,7 +127,12 @@ impl Store {
             .map_err(StoreError::database(format!(
                 "listing the enabled subscriptions of tenant {tenant}"
             )))?;
-        rows.iter().map(subscription_from_row).collect()
+        rows.iter()
+            .map(|row| {
+                let endpoint_enabled = row.get::<Option<bool>>("endpoint_enabled")?;
+                Ok((subscription_from_row(row)?, endpoint_enabled == Some(true)))
+            })
+            .collect()
     }
 
     /// Replaces the stored subscription with `subscription` (all but

@@ -2,19 +2,20 @@
 //! limits, the chain on its event, and each request sent and classified.
 
 use super::outcome::{Step, event_gone, requests_of};
-use super::{RoundEvents, Worker, event_of};
+use super::{Processed, RoundEvents, Worker, event_of};
 use crate::delivery::{Prepared, SendResult, Sent};
 use crate::delivery::{Verdict, attempt_record, classify, prepare, signed};
 use crate::model::{AuditEntry, Delivery, Endpoint, now_millis};
 use crate::runtime::Request;
-use crate::store::DeliveryUpdate;
 
 impl Worker {
     /// Attempts `delivery` and says what to record of it.
-    pub(super) async fn process(&self, delivery: Delivery, events: &RoundEvents) -> DeliveryUpdate {
+    pub(super) async fn process(&self, delivery: Delivery, events: &RoundEvents) -> Processed {
         let step = self.attempt(&delivery, events).await;
         self.pause_if_asked(&step, &delivery).await;
-        step.settle(delivery.attempts + 1).update(&delivery, None)
+        let mut processed = Processed::default();
+        processed.settle(step, &delivery, delivery.attempts + 1);
+        processed
     }
 
     /// Pauses `delivery`'s subscription if `step` says a plugin found its
@@ -53,6 +54,12 @@ impl Worker {
             Ok(target) => target,
             Err(step) => return step,
         };
+        if let Err(parked) = self
+            .circuit_admits(&target.endpoint, std::slice::from_ref(delivery))
+            .await
+        {
+            return parked;
+        }
         let _admitted = match self.outbound.throttle.admit(&target.endpoint) {
             Ok(admitted) => admitted,
             Err(wait) => return Step::Defer(wait),
@@ -127,15 +134,11 @@ impl Worker {
         match classify(&result) {
             Verdict::Delivered => Step::Delivered(Some(attempt)),
             Verdict::Gone => {
-                let reason = format!("{} answered 410 Gone: endpoint disabled", endpoint.url);
-                if let Err(error) = self
-                    .store
-                    .disable_endpoint(&endpoint.tenant, &endpoint.id, &reason, now_millis())
-                    .await
-                {
-                    tracing::error!(%error, endpoint = %endpoint.id, "cannot disable endpoint");
-                }
-                self.objects.endpoints.invalidate(&endpoint.id).await;
+                let reason = format!(
+                    "{} answered 410 Gone: endpoint disabled",
+                    crate::delivery::redact_url(&endpoint.url)
+                );
+                self.disable_gone(endpoint, &reason).await;
                 Step::FailWith { reason, attempt }
             }
             Verdict::Retry { not_before } => {
@@ -154,6 +157,34 @@ impl Worker {
             }
             Verdict::GiveUp(reason) => Step::FailWith { reason, attempt },
         }
+    }
+
+    /// Disables `endpoint`, whose receiver answered 410 Gone: its pending
+    /// deliveries are kept as skipped, the audit log and the tenant's stream
+    /// (`weft.endpoint.disabled`) say so.
+    async fn disable_gone(&self, endpoint: &Endpoint, reason: &str) {
+        let (tenant, id) = (&endpoint.tenant, &endpoint.id);
+        let entry = AuditEntry::by_operator(
+            tenant,
+            "worker",
+            "endpoint.disable",
+            id,
+            Some(serde_json::json!({ "enabled": false, "disabled_reason": reason })),
+        );
+        match self
+            .store
+            .audited(entry)
+            .disable_endpoint(tenant, id, reason, now_millis())
+            .await
+        {
+            Ok(true) => {
+                tracing::warn!(%tenant, endpoint = %id, "endpoint disabled: its receiver answered 410 Gone");
+                self.announce_disabled(tenant, id, "410 Gone").await;
+            }
+            Ok(false) => {}
+            Err(error) => tracing::error!(%error, endpoint = %id, "cannot disable endpoint"),
+        }
+        self.objects.endpoints.invalidate(id).await;
     }
 
     /// Authenticates and signs `prepared`, then sends it. What was sent, as

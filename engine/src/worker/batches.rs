@@ -2,14 +2,14 @@
 //! them whole, and sending each as one request.
 
 use super::outcome::{Step, event_gone, requests_of, settle_together};
-use super::{EventsByTenant, Worker, event_of};
+use super::{EventsByTenant, Processed, Worker, event_of};
 use crate::model::{BatchId, Batching, Delivery, UnixMillis};
 use crate::pipeline::batch::{
     BatchItem, MAX_BATCH_BODY_BYTES, batch_item, batch_request, elements_that_fit,
 };
 use crate::pipeline::chain::SubscriptionChain;
 use crate::runtime::Request;
-use crate::store::{DeliveryUpdate, DueBatch};
+use crate::store::DueBatch;
 use std::sync::Arc;
 use tokio::task::JoinSet;
 
@@ -134,32 +134,40 @@ impl Worker {
 
     /// Runs every member of `batch` through the chain, sends the batch request
     /// and settles each member.
-    pub(super) async fn process_batch(self: Arc<Self>, batch: Batch) -> Vec<DeliveryUpdate> {
+    pub(super) async fn process_batch(self: Arc<Self>, batch: Batch) -> Processed {
         let Batch { id, members } = batch;
         let Some(first) = members.first() else {
-            return Vec::new();
+            return Processed::default();
+        };
+        // Nothing was sent unless the chains ran; the batch settles as one,
+        // and is retried as one.
+        let unsent = |step| Processed {
+            updates: settle_together(step, &members, &id),
+            calls: Vec::new(),
         };
         let target = match self.target(first).await {
             Ok(target) => target,
-            // Nothing was sent; the batch settles as one, and is retried as one.
-            Err(step) => return settle_together(step, &members, &id),
+            Err(step) => return unsent(step),
         };
         if target.subscription.batching.is_none() {
             // Captured while the subscription batched; it no longer does.
             return self.process_alone(members).await;
         }
+        if let Err(parked) = self.circuit_admits(&target.endpoint, &members).await {
+            return unsent(parked);
+        }
         // A batch is one request: it takes one place under the limits.
         let _admitted = match self.outbound.throttle.admit(&target.endpoint) {
             Ok(admitted) => admitted,
-            Err(wait) => return settle_together(Step::Defer(wait), &members, &id),
+            Err(wait) => return unsent(Step::Defer(wait)),
         };
         let events = match self.events_of(&members).await {
             Ok(events) => events,
-            Err(error) => return settle_together(Step::retry_later(error), &members, &id),
+            Err(error) => return unsent(Step::retry_later(error)),
         };
         let outcomes = self.run_chains(&target.chain, &members, &events).await;
 
-        let mut updates = Vec::with_capacity(members.len());
+        let mut processed = Processed::default();
         let mut elements = Vec::with_capacity(members.len());
         let mut alone = Vec::new();
         for (member, outcome) in members.iter().zip(outcomes) {
@@ -168,7 +176,7 @@ impl Worker {
                 Ok(BatchItem::Alone(requests)) => alone.push((member, requests)),
                 Err(step) => {
                     self.pause_if_asked(&step, member).await;
-                    updates.push(step.settle(member.attempts + 1).update(member, None));
+                    processed.settle(step, member, member.attempts + 1);
                 }
             }
         }
@@ -177,35 +185,43 @@ impl Worker {
             let step = Step::Requeue(format!(
                 "batch {id} reached {MAX_BATCH_BODY_BYTES} bytes: waiting for the next batch"
             ));
-            updates.push(step.settle(member.attempts).update(member, None));
+            processed.settle(step, member, member.attempts);
         }
         if let Some(&(first_carried, _)) = elements.first() {
             let request = batch_request(elements.iter().map(|(_, body)| body.as_slice()));
             let step = self
                 .send(&target.endpoint, first_carried, id.as_str(), request)
                 .await;
+            // One request: one call, whichever member carries it.
+            processed.add_call(&step, first_carried);
             let carried: Vec<Delivery> = elements
                 .into_iter()
                 .map(|(member, _)| member.clone())
                 .collect();
-            updates.extend(settle_together(step, &carried, &id));
+            processed
+                .updates
+                .extend(settle_together(step, &carried, &id));
         }
         for (member, requests) in alone {
             let step = self.send_all(&target.endpoint, member, requests).await;
-            updates.push(step.settle(member.attempts + 1).update(member, None));
+            processed.settle(step, member, member.attempts + 1);
         }
-        updates
+        processed
     }
 
     /// Processes each delivery as if it had never been batched.
-    async fn process_alone(self: Arc<Self>, deliveries: Vec<Delivery>) -> Vec<DeliveryUpdate> {
+    async fn process_alone(self: Arc<Self>, deliveries: Vec<Delivery>) -> Processed {
         let mut in_flight = JoinSet::new();
         let events = Arc::new(self.events_of(&deliveries).await);
         for delivery in deliveries {
             let (worker, events) = (Arc::clone(&self), Arc::clone(&events));
             in_flight.spawn(async move { worker.process(delivery, &events).await });
         }
-        in_flight.join_all().await
+        let mut processed = Processed::default();
+        for one in in_flight.join_all().await {
+            processed.extend(one);
+        }
+        processed
     }
 
     /// Runs the chain on each member's event, concurrently (plugins run on the

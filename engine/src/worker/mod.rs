@@ -26,13 +26,16 @@
 
 mod attempt;
 mod batches;
+mod circuits;
 mod outcome;
 mod targets;
 
 use crate::delivery::{Outbound, Places};
+use crate::ingest::Ingest;
 use crate::model::{Delivery, Event, EventId, TenantId, UnixMillis, now_millis};
 use crate::runtime::PluginRuntime;
-use crate::store::{DeliveryUpdate, Store};
+use crate::store::{DeliveryUpdate, EndpointCall, Store};
+use outcome::Step;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -85,9 +88,42 @@ const CLAIM_SPACING: Duration = Duration::from_millis(5);
 const FINISH_ATTEMPTS: u32 = 3;
 const FINISH_RETRY_PAUSE: Duration = Duration::from_millis(50);
 
+/// What processing a delivery (or a batch) left to record: the deliveries'
+/// new states and the requests made to their endpoint.
+#[derive(Default)]
+struct Processed {
+    updates: Vec<DeliveryUpdate>,
+    calls: Vec<EndpointCall>,
+}
+
+impl Processed {
+    /// Settles `delivery` by `step`, as its attempt number `tried` (see
+    /// [`Step::settle`]), and records the request the step made.
+    fn settle(&mut self, step: Step, delivery: &Delivery, tried: u32) {
+        self.add_call(&step, delivery);
+        self.updates.push(step.settle(tried).update(delivery, None));
+    }
+
+    /// Records the request `step` made to `delivery`'s endpoint, if it made one.
+    fn add_call(&mut self, step: &Step, delivery: &Delivery) {
+        if let Some(call) = step.call() {
+            self.calls.push(EndpointCall {
+                tenant: delivery.tenant.clone(),
+                endpoint_id: delivery.endpoint_id.clone(),
+                call,
+            });
+        }
+    }
+
+    fn extend(&mut self, other: Processed) {
+        self.updates.extend(other.updates);
+        self.calls.extend(other.calls);
+    }
+}
+
 /// What a delivery (or a batch) left to record, and the place it held.
 struct Finished {
-    updates: Vec<DeliveryUpdate>,
+    processed: Processed,
     place: Option<Places>,
 }
 
@@ -96,6 +132,8 @@ pub struct Worker {
     runtime: Arc<PluginRuntime>,
     outbound: Outbound,
     wake: Arc<Notify>,
+    /// Where operational events (`weft.endpoint.disabled`) are published.
+    ingest: Ingest,
     config: WorkerConfig,
     /// Subscriptions, endpoints and built chains, read through briefly.
     objects: ObjectCaches,
@@ -120,14 +158,15 @@ impl Worker {
         store: Store,
         runtime: Arc<PluginRuntime>,
         outbound: Outbound,
-        wake: Arc<Notify>,
+        ingest: Ingest,
         config: WorkerConfig,
     ) -> Self {
         Self {
             store,
             runtime,
             outbound,
-            wake,
+            wake: ingest.wake(),
+            ingest,
             config,
             objects: ObjectCaches::default(),
         }
@@ -157,6 +196,7 @@ impl Worker {
                     _ = shutdown.changed() => break,
                 }
             }
+            self.watch_circuits().await;
             // Registered before claiming, so that a capture committed while
             // the claim runs still wakes the worker.
             let woken = self.wake.notified();
@@ -200,19 +240,16 @@ impl Worker {
                 let (worker, events, finished) =
                     (Arc::clone(&self), Arc::clone(&events), finished.clone());
                 in_flight.spawn(async move {
-                    let update = worker.process(delivery, &events).await;
-                    let _ = finished.send(Finished {
-                        updates: vec![update],
-                        place,
-                    });
+                    let processed = worker.process(delivery, &events).await;
+                    let _ = finished.send(Finished { processed, place });
                 });
             }
             for batch in batches.claimed {
                 let place = places.take_one();
                 let (worker, finished) = (Arc::clone(&self), finished.clone());
                 in_flight.spawn(async move {
-                    let updates = worker.process_batch(batch).await;
-                    let _ = finished.send(Finished { updates, place });
+                    let processed = worker.process_batch(batch).await;
+                    let _ = finished.send(Finished { processed, place });
                 });
             }
         }
@@ -255,31 +292,35 @@ impl Worker {
     ) {
         while let Some(first) = outcomes.recv().await {
             let gathered_until = tokio::time::Instant::now() + RECORD_LINGER;
-            let mut updates = first.updates;
+            let mut processed = first.processed;
             let mut places = vec![first.place];
-            while updates.len() < FINISHED_PER_TRANSACTION {
+            while processed.updates.len() < FINISHED_PER_TRANSACTION {
                 // What has already arrived is taken even past the deadline.
                 let Ok(Some(next)) = tokio::time::timeout_at(gathered_until, outcomes.recv()).await
                 else {
                     break;
                 };
-                updates.extend(next.updates);
+                processed.extend(next.processed);
                 places.push(next.place);
             }
-            self.finish(updates).await;
+            self.finish(processed).await;
             drop(places);
             recorded.notify_one();
         }
     }
 
-    /// Records `updates`, trying again a few times if the database fails (a
-    /// deadlock with another node's transaction, a dropped connection): an
+    /// Records `processed`, trying again a few times if the database fails
+    /// (a deadlock with another node's transaction, a dropped connection): an
     /// outcome not recorded waits for its lease to end before the delivery is
-    /// tried again.
-    async fn finish(&self, updates: Vec<DeliveryUpdate>) {
+    /// tried again. Then follows the circuits' changes.
+    async fn finish(&self, processed: Processed) {
         for attempt in 1..=FINISH_ATTEMPTS {
-            match self.store.finish_deliveries(updates.clone()).await {
-                Ok(()) => return,
+            match self
+                .store
+                .record_outcomes(processed.updates.clone(), &processed.calls)
+                .await
+            {
+                Ok(changes) => return self.circuits_changed(changes).await,
                 Err(error) if attempt < FINISH_ATTEMPTS => {
                     tracing::warn!(%error, attempt, "cannot record delivery results; trying again");
                     tokio::time::sleep(FINISH_RETRY_PAUSE * attempt).await;

@@ -3,8 +3,9 @@
 //! pending until its next attempt, and whether it counts as an attempt.
 
 use crate::delivery::{Wait, next_attempt_delay};
+use crate::health::Call;
 use crate::model::{
-    Attempt, AttemptId, BatchId, Delivery, DeliveryStatus, EventId, ON_HOLD, RetryPolicy,
+    Attempt, AttemptId, BatchId, Delivery, DeliveryStatus, EventId, ON_HOLD, PARKED, RetryPolicy,
     UnixMillis, now_millis,
 };
 use crate::pipeline::chain::ChainOutcome;
@@ -59,6 +60,11 @@ pub(super) enum Step {
     Pause(String),
     /// Not attempted, and held until its subscription is resumed.
     Hold(String),
+    /// Not attempted: its endpoint's circuit is open. Waits, parked, until
+    /// the circuit closes.
+    Park(String),
+    /// Not attempted: its endpoint is disabled. Kept as `skipped`.
+    Skip(String),
 }
 
 /// The state a step leaves deliveries in, decided once, so that every member
@@ -100,6 +106,14 @@ impl Step {
                 settled(DeliveryStatus::Succeeded, true, now, None, attempt)
             }
             Step::Drop(reason) => settled(DeliveryStatus::Dropped, false, now, Some(reason), None),
+            Step::Skip(reason) => settled(DeliveryStatus::Skipped, false, now, Some(reason), None),
+            Step::Park(reason) => settled(
+                DeliveryStatus::Pending,
+                false,
+                PARKED,
+                Some(format!("waiting: {reason}")),
+                None,
+            ),
             Step::Fail(reason) => settled(DeliveryStatus::Failed, false, now, Some(reason), None),
             Step::FailWith { reason, attempt } => settled(
                 DeliveryStatus::Failed,
@@ -145,6 +159,36 @@ impl Step {
                 ),
             },
         }
+    }
+}
+
+impl Step {
+    /// The request this step made to its endpoint, for the endpoint's health:
+    /// `None` when nothing reached the receiver's side (a chain that dropped
+    /// or failed, a credential Weft could not get).
+    pub(super) fn call(&self) -> Option<Call> {
+        let (attempt, failed) = match self {
+            Step::Delivered(Some(attempt)) => (attempt, false),
+            Step::FailWith { attempt, .. }
+            | Step::Retry {
+                attempt: Some(attempt),
+                ..
+            } => (attempt, true),
+            _ => return None,
+        };
+        Some(Call {
+            started_at: attempt.started_at,
+            duration_ms: attempt.duration_ms,
+            failure: failed.then(|| {
+                let error = attempt.error.clone().unwrap_or_else(|| {
+                    format!(
+                        "the endpoint answered {}",
+                        attempt.response_status.unwrap_or_default()
+                    )
+                });
+                (attempt.response_status, error)
+            }),
+        })
     }
 }
 
@@ -245,6 +289,8 @@ mod tests {
 
     /// A delivery held until its subscription is resumed.
     const HELD: i64 = -1;
+    /// A delivery parked until its endpoint's circuit closes.
+    const PARKED_UNTIL_CLOSED: i64 = -2;
 
     #[test]
     fn each_step_settles_as_the_rules_say() {
@@ -300,6 +346,23 @@ mod tests {
                 ),
             ),
             (
+                "parked while its endpoint's circuit is open: never due, not an attempt",
+                Step::Park("the circuit of endpoint ep_x is open".into()),
+                1,
+                expect(
+                    DeliveryStatus::Pending,
+                    false,
+                    PARKED_UNTIL_CLOSED,
+                    Some("waiting: the circuit"),
+                ),
+            ),
+            (
+                "skipped while its endpoint is disabled: kept, not an attempt",
+                Step::Skip("endpoint ep_x is disabled".into()),
+                1,
+                expect(DeliveryStatus::Skipped, false, 0, Some("disabled")),
+            ),
+            (
                 "a retry within the policy",
                 retry(fixed(3, 250), None),
                 1,
@@ -332,6 +395,8 @@ mod tests {
             let due = settled.next_attempt_at;
             if expected.due_in_ms == HELD {
                 assert_eq!(due, ON_HOLD, "{name}");
+            } else if expected.due_in_ms == PARKED_UNTIL_CLOSED {
+                assert_eq!(due, PARKED, "{name}");
             } else {
                 assert!(
                     due >= before + expected.due_in_ms && due <= after + expected.due_in_ms,

@@ -91,8 +91,8 @@ impl Worker {
                 .disabled_reason
                 .as_deref()
                 .unwrap_or("by an administrator");
-            return Err(Step::Fail(format!(
-                "endpoint {} is disabled ({why})",
+            return Err(Step::Skip(format!(
+                "skipped: endpoint {} is disabled ({why})",
                 endpoint.id
             )));
         }

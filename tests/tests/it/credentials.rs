@@ -371,6 +371,7 @@ async fn a_put_that_sends_back_hints_keeps_the_stored_credentials() {
             "created_at",
             "updated_at",
             "disabled_reason",
+            "health",
         ] {
             shown.as_object_mut().unwrap().remove(field);
         }
@@ -408,6 +409,7 @@ fn as_input(shown: &Value) -> Value {
         "created_at",
         "updated_at",
         "disabled_reason",
+        "health",
     ] {
         input.as_object_mut().unwrap().remove(field);
     }

@@ -9,6 +9,7 @@ mod batching;
 mod cli;
 mod connections;
 mod credentials;
+mod endpoint_health;
 mod expressions;
 mod isolation;
 mod languages;

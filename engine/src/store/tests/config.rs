@@ -85,7 +85,11 @@ async fn endpoints_of_another_tenant_are_out_of_reach() {
         let disabled = store
             .disable_endpoint(&globex, &theirs.id, "gone", NOW)
             .await;
-        assert_eq!(disabled, not_found);
+        assert_eq!(
+            disabled,
+            Ok(false),
+            "another tenant's endpoint is left alone"
+        );
         assert_eq!(
             store.get_endpoint(&acme, &theirs.id).await.unwrap(),
             Some(theirs)
@@ -263,14 +267,14 @@ async fn subscriptions_of_another_tenant_are_out_of_reach() {
 }
 
 #[tokio::test]
-async fn ingest_matches_only_enabled_subscriptions_of_enabled_endpoints() {
+async fn ingest_matches_enabled_subscriptions_saying_whose_endpoint_is_disabled() {
     on_both_backends(|store| async move {
         let acme = tenant("acme");
         let (endpoint, live) = configured(&store, &acme).await;
         let mut paused = subscription(&endpoint);
         paused.enabled = false;
         store.create_subscription(&paused).await.unwrap();
-        let (gone, _) = configured(&store, &acme).await;
+        let (gone, to_gone) = configured(&store, &acme).await;
         store
             .disable_endpoint(&acme, &gone.id, "410 Gone", NOW)
             .await
@@ -278,8 +282,8 @@ async fn ingest_matches_only_enabled_subscriptions_of_enabled_endpoints() {
         configured(&store, &tenant("globex")).await;
 
         assert_eq!(
-            store.enabled_subscriptions(&acme).await.unwrap(),
-            vec![live]
+            store.capturing_subscriptions(&acme).await.unwrap(),
+            vec![(live, true), (to_gone, false)]
         );
     })
     .await;

@@ -8,6 +8,7 @@ mod config;
 mod connect;
 mod fixtures;
 mod group_commit;
+mod health;
 mod ingest;
 mod plugins;
 mod queue;
