@@ -626,7 +626,17 @@ pub struct Delivery {
     pub batch_id: Option<BatchId>,
     pub created_at: UnixMillis,
     pub updated_at: UnixMillis,
+    /// Set on a delivery just claimed whose previous claim ended with no
+    /// outcome recorded (the process holding it died): when that claim's
+    /// lease ran out. Its request may have reached the receiver; the worker
+    /// records that attempt as an [`UNKNOWN_OUTCOME`] before trying again.
+    #[serde(skip)]
+    pub interrupted: Option<UnixMillis>,
 }
+
+/// How an attempt whose outcome was never recorded starts its error: the
+/// process sending it stopped first, so the receiver may or may not have it.
+pub const UNKNOWN_OUTCOME: &str = "unknown outcome";
 
 impl Delivery {
     /// A new pending delivery of `event` to `subscription`, due as soon as the
@@ -654,6 +664,7 @@ impl Delivery {
             batch_id: None,
             created_at: event.received_at,
             updated_at: event.received_at,
+            interrupted: None,
         }
     }
 }
@@ -677,6 +688,19 @@ pub struct Attempt {
     /// At most [`MAX_RECORDED_RESPONSE_BYTES`], lossily decoded.
     pub response_body: Option<String>,
     pub error: Option<String>,
+}
+
+impl Attempt {
+    /// `succeeded` (the receiver answered 2xx), `unknown` (its process
+    /// stopped before recording the answer: the receiver may have it), or
+    /// `failed`.
+    pub fn outcome(&self) -> &'static str {
+        match (self.response_status, self.error.as_deref()) {
+            (Some(200..=299), _) => "succeeded",
+            (None, Some(error)) if error.starts_with(UNKNOWN_OUTCOME) => "unknown",
+            _ => "failed",
+        }
+    }
 }
 
 /// Response bodies are kept up to this size in the attempt history.

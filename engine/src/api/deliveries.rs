@@ -3,7 +3,7 @@
 use super::caller::{Caller, Configure, Read};
 use super::{ApiError, AppState};
 use crate::model::{
-    DeliveryId, DeliveryStatus, EndpointId, EventId, SubscriptionId, TenantId, now_millis,
+    Attempt, DeliveryId, DeliveryStatus, EndpointId, EventId, SubscriptionId, TenantId, now_millis,
 };
 use crate::store::DeliveryQuery;
 use axum::extract::{Path, Query, State};
@@ -110,7 +110,21 @@ async fn show(
         .await?
         .ok_or_else(|| ApiError::not_found("delivery", id.as_str()))?;
     let attempts = state.store.list_attempts(&tenant, &id).await?;
-    Ok(Json(json!({ "delivery": delivery, "attempts": attempts })))
+    Ok(Json(
+        json!({ "delivery": delivery, "attempts": attempts_view(&attempts) }),
+    ))
+}
+
+/// Attempts as the API shows them, each with its [`Attempt::outcome`].
+fn attempts_view(attempts: &[Attempt]) -> Vec<Value> {
+    attempts
+        .iter()
+        .map(|attempt| {
+            let mut shown = json!(attempt);
+            shown["outcome"] = json!(attempt.outcome());
+            shown
+        })
+        .collect()
 }
 
 async fn attempts(
@@ -121,7 +135,7 @@ async fn attempts(
     let id = find_id(&id).await?;
     exists(&state, &tenant, &id).await?;
     let attempts = state.store.list_attempts(&tenant, &id).await?;
-    Ok(Json(json!({ "attempts": attempts })))
+    Ok(Json(json!({ "attempts": attempts_view(&attempts) })))
 }
 
 async fn exists(state: &AppState, tenant: &TenantId, id: &DeliveryId) -> Result<(), ApiError> {

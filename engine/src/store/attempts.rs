@@ -43,6 +43,32 @@ impl Store {
     }
 }
 
+impl Store {
+    /// Records `attempts`, each of unknown outcome, and counts each in its
+    /// delivery's attempts, in one transaction.
+    pub async fn record_unknown_outcomes(&self, attempts: &[Attempt]) -> Result<(), StoreError> {
+        let doing = || format!("recording {} attempts of unknown outcome", attempts.len());
+        let mut tx = self
+            .backend
+            .begin()
+            .await
+            .map_err(StoreError::database(doing()))?;
+        for attempt in attempts {
+            let count = Statement::new(
+                "UPDATE deliveries SET attempts = attempts + 1 WHERE tenant = $1 AND id = $2",
+            )
+            .bind(attempt.tenant.as_str())
+            .bind(attempt.delivery_id.as_str());
+            tx.execute(count)
+                .await
+                .map_err(StoreError::database(doing()))?;
+        }
+        let attempts: Vec<&Attempt> = attempts.iter().collect();
+        insert_attempts(&mut tx, &attempts).await?;
+        tx.commit().await.map_err(StoreError::database(doing()))
+    }
+}
+
 /// Inserts attempts in multi-row statements.
 pub(super) async fn insert_attempts(tx: &mut Tx, attempts: &[&Attempt]) -> Result<(), StoreError> {
     for chunk in recurring_chunks(attempts) {

@@ -16,9 +16,10 @@
 
 use super::Store;
 use super::database::{Dialect, SqlBuilder, Statement, Tx, Value};
-use super::deliveries::deliveries_at;
+use super::deliveries::{claimed_at, deliveries_at};
 use super::error::StoreError;
 use crate::model::{BatchId, Batching, Delivery, EndpointId, SubscriptionId, TenantId, UnixMillis};
+use std::collections::HashMap;
 
 /// Due deliveries of batching subscriptions, one group per batch to send.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,7 +55,7 @@ macro_rules! candidates_awaiting_batch {
 /// The members of one batch that are due and unleased.
 macro_rules! due_members {
     () => {
-        "SELECT seq FROM delivery_queue \
+        "SELECT seq, lease_until FROM delivery_queue \
          WHERE tenant = $1 AND batch_id = $2 \
            AND next_attempt_at <= $3 AND (lease_until IS NULL OR lease_until <= $3) \
          ORDER BY seq"
@@ -156,7 +157,8 @@ impl Store {
             tx.rollback().await.map_err(StoreError::database(doing()))?;
             return Ok(Vec::new());
         }
-        let claimed = lease(&mut tx, &seqs, Some(id), now, lease_ms).await?;
+        lease(&mut tx, &seqs, Some(id), now, lease_ms).await?;
+        let claimed = deliveries_at(&mut tx, &seqs).await?;
         tx.commit().await.map_err(StoreError::database(doing()))?;
         Ok(claimed)
     }
@@ -191,10 +193,13 @@ impl Store {
             .fetch_all(due)
             .await
             .map_err(StoreError::database(doing()))?;
-        let seqs = rows
-            .iter()
-            .map(|row| row.get::<i64>("seq"))
-            .collect::<Result<Vec<_>, _>>()?;
+        let mut seqs = Vec::with_capacity(rows.len());
+        let mut leases_before = HashMap::with_capacity(rows.len());
+        for row in &rows {
+            let seq: i64 = row.get("seq")?;
+            seqs.push(seq);
+            leases_before.insert(seq, row.get("lease_until")?);
+        }
         let members = tx
             .fetch_optional(
                 Statement::new(MEMBERS)
@@ -213,22 +218,25 @@ impl Store {
             tx.rollback().await.map_err(StoreError::database(doing()))?;
             return Ok(Vec::new());
         }
-        let claimed = lease(&mut tx, &seqs, None, now, lease_ms).await?;
+        lease(&mut tx, &seqs, None, now, lease_ms).await?;
+        // A batch whose last claim ran out unfinished: its request may have
+        // reached the receiver.
+        let claimed = claimed_at(&mut tx, &seqs, &leases_before).await?;
         tx.commit().await.map_err(StoreError::database(doing()))?;
         Ok(claimed)
     }
 }
 
 /// Leases the deliveries at `seqs` until `now + lease_ms`, naming their
-/// batch if `batch` is given; returns them in capture order. They fall due
-/// when the lease ends (if their worker dies), and their history says so.
+/// batch if `batch` is given. They fall due when the lease ends (if their
+/// worker dies), and their history says so.
 async fn lease(
     tx: &mut Tx,
     seqs: &[i64],
     batch: Option<&BatchId>,
     now: UnixMillis,
     lease_ms: u32,
-) -> Result<Vec<Delivery>, StoreError> {
+) -> Result<(), StoreError> {
     let lease_until = now.saturating_add(i64::from(lease_ms));
     for (table, leases) in [("delivery_queue", true), ("deliveries", false)] {
         let mut statement = SqlBuilder::new(tx.dialect());
@@ -255,5 +263,5 @@ async fn lease(
                 seqs.len()
             )))?;
     }
-    deliveries_at(tx, seqs).await
+    Ok(())
 }

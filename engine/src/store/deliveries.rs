@@ -56,7 +56,7 @@ const INSERTED_COLUMN_COUNT: usize = 15;
 macro_rules! claimable {
     ($skipped:literal) => {
         concat!(
-            "SELECT seq FROM delivery_queue AS candidate
+            "SELECT seq, lease_until FROM delivery_queue AS candidate
          WHERE next_attempt_at <= $1
            AND (lease_until IS NULL OR lease_until <= $1) AND NOT batched
            AND endpoint_id NOT IN (",
@@ -74,13 +74,11 @@ macro_rules! claimable {
     };
 }
 
-/// SQLite has one writer at a time, so a single statement leases atomically;
-/// the claimer then reads the leased deliveries in the same transaction.
-const CLAIM_ON_SQLITE: &str = concat!(
-    "UPDATE delivery_queue SET lease_until = $1 + $3 WHERE seq IN (",
-    claimable!("SELECT value FROM json_each($4)"),
-    ") RETURNING seq"
-);
+/// SQLite has one writer at a time, so the claimer picks the rows, leases
+/// them and reads the leased deliveries in one transaction, and nobody comes
+/// between. (Picking apart from leasing is what tells which rows were leased
+/// before: SQLite's `RETURNING` gives only the values written.)
+const CLAIMABLE_ON_SQLITE: &str = claimable!("SELECT value FROM json_each($4)");
 
 /// On PostgreSQL several nodes claim at once: each locks the rows it picks and
 /// skips those another has locked, so no row is claimed twice and no claimer
@@ -90,8 +88,9 @@ const CLAIM_ON_POSTGRES: &str = concat!(
     claimable!("SELECT jsonb_array_elements_text($4::jsonb)"),
     " FOR UPDATE OF candidate SKIP LOCKED), \
      leased AS (UPDATE delivery_queue SET lease_until = $1 + $3 \
-         FROM claimed WHERE delivery_queue.seq = claimed.seq RETURNING delivery_queue.seq) \
-     SELECT deliveries.seq, ",
+         FROM claimed WHERE delivery_queue.seq = claimed.seq \
+         RETURNING delivery_queue.seq, claimed.lease_until AS interrupted) \
+     SELECT deliveries.seq, leased.interrupted, ",
     delivery_columns!(),
     " FROM deliveries JOIN leased ON deliveries.seq = leased.seq"
 );
@@ -131,7 +130,11 @@ impl Store {
                     .write_returning(claim(CLAIM_ON_POSTGRES))
                     .await
                     .map_err(StoreError::database(doing))?;
-                in_capture_order(&rows)
+                let leases_before = rows
+                    .iter()
+                    .map(|row| Ok((row.get::<i64>("seq")?, row.get("interrupted")?)))
+                    .collect::<Result<_, StoreError>>()?;
+                claimed_in_capture_order(&rows, &leases_before)
             }
             Dialect::Sqlite => {
                 let mut tx = self
@@ -139,14 +142,30 @@ impl Store {
                     .begin()
                     .await
                     .map_err(StoreError::database(doing))?;
-                let leased = tx
-                    .fetch_all(claim(CLAIM_ON_SQLITE))
+                let picked = tx
+                    .fetch_all(claim(CLAIMABLE_ON_SQLITE))
                     .await
-                    .map_err(StoreError::database(doing))?
-                    .iter()
-                    .map(|row| row.get::<i64>("seq"))
-                    .collect::<Result<Vec<_>, _>>()?;
-                let claimed = deliveries_at(&mut tx, &leased).await?;
+                    .map_err(StoreError::database(doing))?;
+                let mut seqs = Vec::with_capacity(picked.len());
+                let mut leases_before = HashMap::with_capacity(picked.len());
+                for row in &picked {
+                    let seq: i64 = row.get("seq")?;
+                    seqs.push(seq);
+                    leases_before.insert(seq, row.get("lease_until")?);
+                }
+                for chunk in recurring_chunks(&seqs) {
+                    let lease = SqlBuilder::new(Dialect::Sqlite)
+                        .sql("UPDATE delivery_queue SET lease_until = ")
+                        .parameter(now + i64::from(lease_ms))
+                        .sql(" WHERE seq IN (")
+                        .list(chunk.iter().map(|&seq| Value::from(seq)))
+                        .sql(")")
+                        .build(true);
+                    tx.execute(lease)
+                        .await
+                        .map_err(StoreError::database(doing))?;
+                }
+                let claimed = claimed_at(&mut tx, &seqs, &leases_before).await?;
                 tx.commit().await.map_err(StoreError::database(doing))?;
                 Ok(claimed)
             }
@@ -367,6 +386,22 @@ pub(super) async fn insert_deliveries(
 
 /// The deliveries at `seqs`, in capture order.
 pub(super) async fn deliveries_at(tx: &mut Tx, seqs: &[i64]) -> Result<Vec<Delivery>, StoreError> {
+    in_capture_order(&rows_at(tx, seqs).await?)
+}
+
+/// The deliveries at `seqs` just claimed, in capture order, each marked
+/// interrupted where `leases_before` (by seq) says so (see
+/// [`claimed_in_capture_order`]).
+pub(super) async fn claimed_at(
+    tx: &mut Tx,
+    seqs: &[i64],
+    leases_before: &HashMap<i64, Option<UnixMillis>>,
+) -> Result<Vec<Delivery>, StoreError> {
+    claimed_in_capture_order(&rows_at(tx, seqs).await?, leases_before)
+}
+
+/// The history rows at `seqs`.
+async fn rows_at(tx: &mut Tx, seqs: &[i64]) -> Result<Vec<Row>, StoreError> {
     let mut rows = Vec::with_capacity(seqs.len());
     for chunk in recurring_chunks(seqs) {
         let statement = SqlBuilder::new(tx.dialect())
@@ -387,14 +422,31 @@ pub(super) async fn deliveries_at(tx: &mut Tx, seqs: &[i64]) -> Result<Vec<Deliv
                 )))?,
         );
     }
-    in_capture_order(&rows)
+    Ok(rows)
 }
 
 /// Deliveries read with their `seq`, sorted by it.
 fn in_capture_order(rows: &[Row]) -> Result<Vec<Delivery>, StoreError> {
+    claimed_in_capture_order(rows, &HashMap::new())
+}
+
+/// Like [`in_capture_order`], for deliveries just claimed: each is marked
+/// [`Delivery::interrupted`] if `leases_before` (by seq) says it was leased
+/// before, a lease that ran out with no outcome recorded.
+fn claimed_in_capture_order(
+    rows: &[Row],
+    leases_before: &HashMap<i64, Option<UnixMillis>>,
+) -> Result<Vec<Delivery>, StoreError> {
     let mut deliveries = rows
         .iter()
-        .map(|row| Ok((row.get::<i64>("seq")?, delivery_from_row(row)?)))
+        .map(|row| {
+            let seq = row.get::<i64>("seq")?;
+            let delivery = Delivery {
+                interrupted: leases_before.get(&seq).copied().flatten(),
+                ..delivery_from_row(row)?
+            };
+            Ok((seq, delivery))
+        })
         .collect::<Result<Vec<_>, StoreError>>()?;
     deliveries.sort_by_key(|(seq, _)| *seq);
     Ok(deliveries
@@ -511,6 +563,7 @@ pub(super) fn delivery_from_row(row: &Row) -> Result<Delivery, StoreError> {
             .transpose()?,
         created_at: row.get("created_at")?,
         updated_at: row.get("updated_at")?,
+        interrupted: None,
         id,
     })
 }

@@ -27,6 +27,7 @@
 mod attempt;
 mod batches;
 mod circuits;
+mod interrupted;
 mod outcome;
 mod targets;
 
@@ -211,10 +212,14 @@ impl Worker {
             };
             let now = now_millis();
             let claimed_at = tokio::time::Instant::now();
-            let claimed = self.claim(now, places.count()).await;
-            let batches = self
+            let mut claimed = self.claim(now, places.count()).await;
+            let mut batches = self
                 .claim_batches(now, places.count().saturating_sub(claimed.len()))
                 .await;
+            self.record_interrupted(&mut claimed).await;
+            for batch in &mut batches.claimed {
+                self.record_interrupted(&mut batch.members).await;
+            }
             if claimed.len() + batches.claimed.len() < places.count() {
                 last_partial_claim = Some(claimed_at);
             }

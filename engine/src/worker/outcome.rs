@@ -258,6 +258,7 @@ mod tests {
             batch_id: None,
             created_at: 0,
             updated_at: 0,
+            interrupted: None,
         }
     }
 

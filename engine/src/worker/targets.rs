@@ -119,7 +119,7 @@ impl Worker {
             .map_err(|e| e.to_string())
     }
 
-    async fn endpoint(
+    pub(super) async fn endpoint(
         &self,
         tenant: &TenantId,
         id: &EndpointId,

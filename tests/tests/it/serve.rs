@@ -1,12 +1,13 @@
-//! `weft serve` as a process: it starts with no setup, stops cleanly, and a
-//! `kill -9` in the middle of a load loses no accepted event.
+//! `weft serve` as a process: it starts with no setup, stops cleanly, a
+//! `kill -9` in the middle of a load loses no accepted event, and the history
+//! shows the attempts a killed process may have made.
 
 use serde_json::{Value, json};
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use weft_tests::process::{BOOTSTRAP_KEY, WeftProcess};
-use weft_tests::receiver::Receiver;
+use weft_tests::receiver::{Receiver, Reply};
 use weft_tests::weft::{Api, BACKENDS, TestDatabase};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -178,11 +179,122 @@ async fn kill_9_during_a_load_loses_no_accepted_event() {
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+        // A delivery the killed process sent may arrive twice. Its history
+        // says so: an attempt of unknown outcome before the one that went.
+        let mut times_received: HashMap<String, usize> = HashMap::new();
+        for request in receiver.received() {
+            *times_received
+                .entry(request.header("webhook-id").unwrap().to_owned())
+                .or_default() += 1;
+        }
+        let twice: Vec<&String> = times_received
+            .iter()
+            .filter(|(_, times)| **times > 1)
+            .map(|(id, _)| id)
+            .collect();
+        let api = Api::new(second.url.clone()).with_key(BOOTSTRAP_KEY);
+        for id in twice.iter().take(20) {
+            let (status, shown) = api.get(&format!("/v1/deliveries/{id}")).await;
+            assert_eq!(status, 200, "{shown}");
+            let outcomes: Vec<&str> = shown["attempts"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|attempt| attempt["outcome"].as_str().unwrap())
+                .collect();
+            assert_eq!(
+                outcomes.last(),
+                Some(&"succeeded"),
+                "{backend:?}: {shown:#}"
+            );
+            assert!(outcomes.contains(&"unknown"), "{backend:?}: {shown:#}");
+            assert_eq!(shown["delivery"]["attempts"], outcomes.len(), "{shown:#}");
+        }
         eprintln!(
-            "{backend:?}: {} events accepted before kill -9, {delivered_before} delivered before it, all {} after restart",
+            "{backend:?}: {} events accepted before kill -9, {delivered_before} delivered before it, \
+             all {} after restart, {} received twice",
             accepted.len(),
-            accepted.len()
+            accepted.len(),
+            twice.len()
         );
+        drop(second);
+        database.drop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delivery_in_flight_at_kill_9_shows_an_attempt_of_unknown_outcome() {
+    for backend in BACKENDS {
+        let database = TestDatabase::create(backend).await;
+        let workdir = tempfile::tempdir().unwrap();
+        let receiver = Receiver::start().await;
+        // The receiver holds every request: each is in flight at the kill.
+        receiver.answer_all(Reply::status(200).after(Duration::from_secs(60)));
+        let (url, dir) = (database.url.clone(), workdir.path().to_owned());
+        let first =
+            tokio::task::spawn_blocking(move || WeftProcess::start_with(Some(&url), &dir, LEASE))
+                .await
+                .unwrap();
+        let api = Api::new(first.url.clone()).with_key(BOOTSTRAP_KEY);
+        let (status, endpoint) = api
+            .post(
+                "/v1/endpoints",
+                &json!({ "name": "slow", "url": receiver.url, "timeout_ms": 90_000 }),
+            )
+            .await;
+        assert_eq!(status, 201, "{endpoint}");
+        let endpoint = endpoint["id"].as_str().unwrap().to_owned();
+        api.subscription(&endpoint, json!({ "event_types": ["stock.updated"] }))
+            .await;
+        for _ in 0..3 {
+            api.publish_sample("stock.updated", |_| {}).await;
+        }
+        receiver.wait_for(3, Duration::from_secs(60)).await;
+        tokio::task::spawn_blocking(move || first.kill_9())
+            .await
+            .unwrap();
+
+        receiver.answer_all(Reply::status(200));
+        let (url, dir) = (database.url.clone(), workdir.path().to_owned());
+        let second =
+            tokio::task::spawn_blocking(move || WeftProcess::start_with(Some(&url), &dir, LEASE))
+                .await
+                .unwrap();
+        let api = Api::new(second.url.clone()).with_key(BOOTSTRAP_KEY);
+        let received = receiver.wait_for(6, Duration::from_secs(60)).await;
+        let ids: BTreeSet<&str> = received
+            .iter()
+            .map(|request| request.header("webhook-id").unwrap())
+            .collect();
+        assert_eq!(ids.len(), 3, "{backend:?}: each delivery sent twice");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        for id in ids {
+            let shown = loop {
+                let (_, shown) = api.get(&format!("/v1/deliveries/{id}")).await;
+                if shown["delivery"]["status"] == "succeeded" {
+                    break shown;
+                }
+                assert!(Instant::now() < deadline, "{backend:?}: {shown:#}");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            };
+            let attempts = shown["attempts"].as_array().unwrap();
+            let outcomes: Vec<&str> = attempts
+                .iter()
+                .map(|attempt| attempt["outcome"].as_str().unwrap())
+                .collect();
+            assert_eq!(outcomes, ["unknown", "succeeded"], "{backend:?}: {shown:#}");
+            assert_eq!(attempts[0]["number"], 1);
+            assert_eq!(attempts[1]["number"], 2);
+            assert!(
+                attempts[0]["error"]
+                    .as_str()
+                    .unwrap()
+                    .contains("the receiver may have received it"),
+                "{shown:#}"
+            );
+            assert_eq!(attempts[0]["request_url"], receiver.url.as_str());
+            assert_eq!(shown["delivery"]["attempts"], 2);
+        }
         drop(second);
         database.drop().await;
     }
