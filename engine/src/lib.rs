@@ -8,6 +8,7 @@ pub mod config;
 pub mod delivery;
 pub mod health;
 pub mod ingest;
+pub mod metrics;
 pub mod model;
 pub mod pipeline;
 pub mod runtime;

@@ -15,6 +15,7 @@ mod endpoints;
 mod error;
 mod event_types;
 mod events;
+mod metrics;
 mod openapi;
 mod pages;
 mod plugins;
@@ -29,6 +30,7 @@ pub use connections::{
     connections_that_fit, serve,
 };
 pub use error::ApiError;
+pub use metrics::{metrics_router, serve_metrics};
 pub use plugins::stored_plugin;
 
 use crate::auth::{Authenticator, DEFAULT_INGEST_PER_SECOND, IngestLimits, TokenIssuer};

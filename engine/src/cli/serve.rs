@@ -26,6 +26,11 @@ pub struct ServeArgs {
     /// Address the HTTP API listens on.
     #[arg(long, default_value = "127.0.0.1:8080", env = "WEFT_LISTEN")]
     pub listen: SocketAddr,
+    /// Address that serves `GET /metrics` (Prometheus, OpenMetrics text) to
+    /// anyone who can reach it: the figures span every tenant, so keep it on
+    /// the operator's network. None unless given.
+    #[arg(long, env = "WEFT_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
     /// `sqlite://weft.db` (created if missing) or `postgres://user@host/db`.
     #[arg(long, default_value = "sqlite://weft.db", env = "WEFT_DATABASE_URL")]
     pub database_url: String,
@@ -229,6 +234,23 @@ async fn serve(args: ServeArgs, artifact_dir: Option<PathBuf>) -> Result<()> {
         ));
         workers.push(tokio::spawn(worker.run(stopping.clone())));
     }
+    let metrics = match args.metrics_listen {
+        Some(address) => {
+            let listener = tokio::net::TcpListener::bind(address)
+                .await
+                .with_context(|| format!("cannot listen for metrics on {address}"))?;
+            println!("weft metrics on http://{}/metrics", listener.local_addr()?);
+            let router = crate::api::metrics_router(store.clone(), Arc::clone(&outbound.throttle));
+            let mut stopping = stopping.clone();
+            let stopped = async move {
+                let _ = stopping.wait_for(|stop| *stop).await;
+            };
+            Some(tokio::spawn(crate::api::serve_metrics(
+                listener, router, stopped,
+            )))
+        }
+        None => None,
+    };
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
@@ -265,6 +287,9 @@ async fn serve(args: ServeArgs, artifact_dir: Option<PathBuf>) -> Result<()> {
         let _ = worker.await;
     }
     let _ = maintenance.await;
+    if let Some(metrics) = metrics {
+        let _ = metrics.await;
+    }
     println!("weft stopped");
     Ok(())
 }

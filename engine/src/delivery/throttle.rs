@@ -104,6 +104,7 @@ pub struct Throttle {
     /// Endpoints whose every place is taken.
     saturated: Arc<Mutex<HashSet<EndpointId>>>,
     in_flight: Arc<Semaphore>,
+    max_in_flight: usize,
     endpoint_default: u32,
     clock: DefaultClock,
 }
@@ -133,9 +134,17 @@ impl Throttle {
                 .build(),
             saturated: Arc::default(),
             in_flight: Arc::new(Semaphore::new(max_in_flight.max(1))),
+            max_in_flight: max_in_flight.max(1),
             endpoint_default: per_endpoint.max(1),
             clock: DefaultClock::default(),
         }
+    }
+
+    /// Places taken now among the process's deliveries in flight (a
+    /// claiming worker holds a few while it claims).
+    pub fn in_flight(&self) -> usize {
+        self.max_in_flight
+            .saturating_sub(self.in_flight.available_permits())
     }
 
     /// Waits for a free place among the process's deliveries in flight, then

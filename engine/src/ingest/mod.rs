@@ -20,6 +20,7 @@ pub use matching::{
 };
 pub use routing::subscribes_to;
 
+use crate::metrics::CaptureLabels;
 use crate::model::{Event, EventId, TenantId, now_millis};
 use crate::schema::{JsonSchema, SchemaViolations};
 use crate::store::{GroupCommit, IngestOutcome, NewEvent, Store, StoreError};
@@ -27,6 +28,7 @@ use routing::SubscriptionsByTenant;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use tokio::sync::Notify;
+use tracing::Instrument;
 
 /// An event as its publisher described it, already parsed.
 #[derive(Debug, Clone)]
@@ -137,7 +139,21 @@ impl Ingest {
         tenant: &TenantId,
         events: Vec<Event>,
     ) -> Result<Vec<Captured>, IngestError> {
+        let span = tracing::info_span!("capture", %tenant, events = events.len());
+        self.capture_events(tenant, events).instrument(span).await
+    }
+
+    async fn capture_events(
+        &self,
+        tenant: &TenantId,
+        events: Vec<Event>,
+    ) -> Result<Vec<Captured>, IngestError> {
+        let started = std::time::Instant::now();
         let subscriptions = self.subscriptions.of(&self.store, tenant).await?;
+        let types: Vec<String> = events
+            .iter()
+            .map(|event| self.metric_type(&event.event_type))
+            .collect();
         let batch: Vec<NewEvent> = events
             .into_iter()
             .map(|event| {
@@ -149,6 +165,23 @@ impl Ingest {
         let outcomes = self.capture.insert_events(batch).await?;
         if counts.iter().any(|&n| n > 0) {
             self.wake.notify_waiters();
+        }
+        let metrics = crate::metrics::metrics();
+        metrics
+            .capture_seconds
+            .observe(started.elapsed().as_secs_f64());
+        for (outcome, event_type) in outcomes.iter().zip(types) {
+            let outcome = match outcome {
+                IngestOutcome::Created(_) => "created",
+                IngestOutcome::Duplicate(_) => "duplicate",
+            };
+            metrics
+                .events_captured
+                .get_or_create(&CaptureLabels {
+                    event_type,
+                    outcome,
+                })
+                .inc();
         }
         Ok(outcomes
             .into_iter()
@@ -189,6 +222,15 @@ impl Ingest {
         };
         let mut captured = self.capture(tenant, vec![event]).await?;
         Ok(captured.remove(0))
+    }
+
+    /// `event_type` as a metric's label: built-in types by name, a tenant's
+    /// own as `custom` (their number is the tenants' to choose).
+    fn metric_type(&self, event_type: &str) -> String {
+        match self.catalog.get(event_type) {
+            Some(_) => event_type.to_owned(),
+            None => "custom".to_owned(),
+        }
     }
 
     /// The tenant's subscriptions changed through this process: the next

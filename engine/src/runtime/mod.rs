@@ -299,14 +299,47 @@ impl PluginRuntime {
             .await
             .expect("the permit semaphore is never closed");
         let plugin = plugin.clone();
-        tokio::task::spawn_blocking(move || plugin.invoke(&event))
+        let name = plugin.plugin().name().to_owned();
+        let invocation = tokio::task::spawn_blocking(move || plugin.invoke(&event))
             .await
-            .expect("plugin invocations catch guest failures and do not panic")
+            .expect("plugin invocations catch guest failures and do not panic");
+        count_invocation(name, &invocation);
+        invocation
     }
 
     /// Invocation permits free right now.
     pub fn available_permits(&self) -> usize {
         self.permits.available_permits()
+    }
+}
+
+/// Counts `invocation` of plugin `name` in the process's metrics.
+fn count_invocation(plugin: String, invocation: &Invocation) {
+    let metrics = crate::metrics::metrics();
+    metrics
+        .plugin_seconds
+        .get_or_create(&crate::metrics::PluginLabels {
+            plugin: plugin.clone(),
+        })
+        .observe(invocation.elapsed.as_secs_f64());
+    if let Err(error) = &invocation.outcome {
+        let kind = match error {
+            InvokeError::DeadlineExceeded(_) => "deadline",
+            InvokeError::MemoryLimitExceeded { .. } => "memory",
+            InvokeError::Trap(_) => "trap",
+            InvokeError::OutputTooLarge { .. } | InvokeError::MalformedOutput { .. } => {
+                "bad_output"
+            }
+            InvokeError::Instantiate(_) => "instantiate",
+            InvokeError::InvalidEvent(_)
+            | InvokeError::InvalidConfig(_)
+            | InvokeError::Transient(_)
+            | InvokeError::Internal(_) => "plugin_error",
+        };
+        metrics
+            .plugin_errors
+            .get_or_create(&crate::metrics::PluginErrorLabels { plugin, kind })
+            .inc();
     }
 }
 

@@ -119,11 +119,18 @@ impl Backend {
     /// Starts a read-write transaction. On SQLite it takes the write lock at
     /// once, so a transaction that reads before it writes cannot fail halfway
     /// because another process wrote in between.
+    /// The time it takes (mostly waiting for a connection, or on SQLite
+    /// for the write lock) is counted in the process's metrics.
     pub(super) async fn begin(&self) -> Result<Tx, sqlx::Error> {
-        Ok(match self {
+        let started = std::time::Instant::now();
+        let tx = match self {
             Self::Sqlite { writer, .. } => Tx::Sqlite(writer.begin_with("BEGIN IMMEDIATE").await?),
             Self::Postgres(pool) => Tx::Postgres(pool.begin().await?),
-        })
+        };
+        crate::metrics::metrics()
+            .transaction_start_seconds
+            .observe(started.elapsed().as_secs_f64());
+        Ok(tx)
     }
 
     /// Runs a read-only statement.

@@ -93,6 +93,31 @@ impl Store {
             .collect()
     }
 
+    /// The circuits that are not closed, across tenants, with their state:
+    /// what the metrics show.
+    pub async fn open_circuits(
+        &self,
+    ) -> Result<Vec<(TenantId, EndpointId, CircuitState)>, StoreError> {
+        let statement = Statement::new(
+            "SELECT tenant, endpoint_id, state FROM endpoint_circuits WHERE state <> 'closed'",
+        );
+        let rows = self
+            .backend
+            .fetch_all(statement)
+            .await
+            .map_err(StoreError::database("reading the open circuits"))?;
+        rows.iter()
+            .map(|row| {
+                let state: String = row.get("state")?;
+                Ok((
+                    row.get_id("tenant", TenantId::parse)?,
+                    row.get_id("endpoint_id", EndpointId::parse)?,
+                    CircuitState::parse(&state).unwrap_or(CircuitState::Open),
+                ))
+            })
+            .collect()
+    }
+
     /// Half-opens every open circuit whose pause is over (or whose probe's
     /// holder died): its oldest parked delivery becomes due now, as the
     /// probe, held until `now + lease_ms`. On PostgreSQL a circuit another

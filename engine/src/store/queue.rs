@@ -8,9 +8,40 @@
 //! on PostgreSQL lets finishing a delivery update its row in place (see
 //! migration 4).
 
+use super::Store;
 use super::database::{Row, SqlBuilder, Statement, Tx, Value, recurring_chunks};
 use super::error::StoreError;
 use crate::model::{DeliveryStatus, ON_HOLD, SubscriptionId, TenantId, UnixMillis};
+
+impl Store {
+    /// The pending deliveries of every tenant, and since when the
+    /// longest-due unleased one has been due at `now` (if one is).
+    pub async fn queue_stats(
+        &self,
+        now: UnixMillis,
+    ) -> Result<(u64, Option<UnixMillis>), StoreError> {
+        let statement = Statement::new(
+            "SELECT COUNT(*) AS depth, \
+             MIN(CASE WHEN next_attempt_at <= $1 AND (lease_until IS NULL OR lease_until <= $1) \
+                 THEN next_attempt_at END) AS oldest_due \
+             FROM delivery_queue",
+        )
+        .bind(now);
+        let row = self
+            .backend
+            .fetch_optional(statement)
+            .await
+            .map_err(StoreError::database("measuring the delivery queue"))?;
+        let Some(row) = row else {
+            return Ok((0, None));
+        };
+        let depth: i64 = row.get("depth")?;
+        Ok((
+            u64::try_from(depth).unwrap_or_default(),
+            row.get("oldest_due")?,
+        ))
+    }
+}
 
 /// The columns of a `delivery_queue` row, which its `deliveries` row has too.
 macro_rules! queue_entry_columns {

@@ -33,7 +33,7 @@ mod targets;
 
 use crate::delivery::{Outbound, Places};
 use crate::ingest::Ingest;
-use crate::model::{Delivery, Event, EventId, TenantId, UnixMillis, now_millis};
+use crate::model::{Delivery, DeliveryStatus, Event, EventId, TenantId, UnixMillis, now_millis};
 use crate::runtime::PluginRuntime;
 use crate::store::{DeliveryUpdate, EndpointCall, Store};
 use outcome::Step;
@@ -43,6 +43,7 @@ use std::time::Duration;
 use targets::ObjectCaches;
 use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinSet;
+use tracing::Instrument;
 
 /// How a worker paces itself.
 #[derive(Debug, Clone, Copy)]
@@ -138,6 +139,38 @@ pub struct Worker {
     config: WorkerConfig,
     /// Subscriptions, endpoints and built chains, read through briefly.
     objects: ObjectCaches,
+}
+
+/// Counts recorded outcomes and requests in the process's metrics.
+fn count_outcomes(processed: &Processed) {
+    let metrics = crate::metrics::metrics();
+    for update in &processed.updates {
+        let outcome = match update.status {
+            DeliveryStatus::Succeeded => "succeeded",
+            DeliveryStatus::Failed => "failed",
+            DeliveryStatus::Dropped => "dropped",
+            DeliveryStatus::Skipped => "skipped",
+            DeliveryStatus::Pending if update.attempt.is_some() => "retried",
+            DeliveryStatus::Pending => "waiting",
+        };
+        metrics
+            .deliveries
+            .get_or_create(&crate::metrics::OutcomeLabels { outcome })
+            .inc();
+        if matches!(
+            update.status,
+            DeliveryStatus::Succeeded | DeliveryStatus::Failed
+        ) {
+            metrics
+                .attempts_per_delivery
+                .observe(f64::from(update.attempts));
+        }
+    }
+    for call in &processed.calls {
+        metrics
+            .request_seconds
+            .observe(f64::from(call.call.duration_ms) / 1_000.0);
+    }
 }
 
 /// Events by tenant and id, as [`Worker::events_of`] reads them.
@@ -244,18 +277,44 @@ impl Worker {
                 let place = places.take_one();
                 let (worker, events, finished) =
                     (Arc::clone(&self), Arc::clone(&events), finished.clone());
-                in_flight.spawn(async move {
-                    let processed = worker.process(delivery, &events).await;
-                    let _ = finished.send(Finished { processed, place });
-                });
+                // Every line logged on its way carries what it is about.
+                let span = tracing::info_span!(
+                    "delivery",
+                    tenant = %delivery.tenant,
+                    delivery = %delivery.id,
+                    event = %delivery.event_id,
+                    endpoint = %delivery.endpoint_id,
+                );
+                in_flight.spawn(
+                    async move {
+                        let processed = worker.process(delivery, &events).await;
+                        let _ = finished.send(Finished { processed, place });
+                    }
+                    .instrument(span),
+                );
             }
             for batch in batches.claimed {
                 let place = places.take_one();
                 let (worker, finished) = (Arc::clone(&self), finished.clone());
-                in_flight.spawn(async move {
-                    let processed = worker.process_batch(batch).await;
-                    let _ = finished.send(Finished { processed, place });
-                });
+                let span = batch
+                    .members
+                    .first()
+                    .map_or_else(tracing::Span::none, |first| {
+                        tracing::info_span!(
+                            "batch",
+                            tenant = %first.tenant,
+                            batch = %batch.id,
+                            endpoint = %first.endpoint_id,
+                            deliveries = batch.members.len(),
+                        )
+                    });
+                in_flight.spawn(
+                    async move {
+                        let processed = worker.process_batch(batch).await;
+                        let _ = finished.send(Finished { processed, place });
+                    }
+                    .instrument(span),
+                );
             }
         }
         while in_flight.join_next().await.is_some() {}
@@ -325,7 +384,10 @@ impl Worker {
                 .record_outcomes(processed.updates.clone(), &processed.calls)
                 .await
             {
-                Ok(changes) => return self.circuits_changed(changes).await,
+                Ok(changes) => {
+                    count_outcomes(&processed);
+                    return self.circuits_changed(changes).await;
+                }
                 Err(error) if attempt < FINISH_ATTEMPTS => {
                     tracing::warn!(%error, attempt, "cannot record delivery results; trying again");
                     tokio::time::sleep(FINISH_RETRY_PAUSE * attempt).await;
