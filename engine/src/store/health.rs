@@ -41,6 +41,10 @@ pub struct CircuitChange {
 /// hour to spare.
 const STATS_KEPT_MS: i64 = 25 * 3_600_000;
 
+/// Deliveries skipped or recovered per transaction: an endpoint may have
+/// millions, and on SQLite a capture waits while the writer is held.
+const ROWS_PER_CHUNK: usize = 1_000;
+
 /// Who the audit log says changed a circuit.
 const CIRCUIT_ACTOR: &str = "circuit breaker";
 
@@ -317,10 +321,11 @@ impl Store {
             .map_err(StoreError::database("pruning old endpoint statistics"))
     }
 
-    /// Disables endpoint `id` of `tenant`, saying why, and keeps its pending
-    /// deliveries (those not in flight) as `skipped`; closes its circuit.
-    /// Recorded with this store's audit entry, if it has one. Returns whether
-    /// it was enabled.
+    /// Disables endpoint `id` of `tenant`, saying why, and closes its circuit;
+    /// then keeps its pending deliveries (those not in flight) as `skipped`
+    /// (see [`Store::skip_pending_of_endpoint`]). The change is recorded with
+    /// this store's audit entry, if it has one. Returns whether it was
+    /// enabled.
     pub async fn disable_endpoint(
         &self,
         tenant: &TenantId,
@@ -342,7 +347,67 @@ impl Store {
         self.commit_change(tx)
             .await
             .map_err(StoreError::database(doing()))?;
+        self.skip_pending_of_endpoint(tenant, id, reason, now)
+            .await?;
         Ok(true)
+    }
+
+    /// Keeps the pending deliveries of disabled endpoint `id` of `tenant` that
+    /// are not in flight as `skipped`, saying why, a thousand per transaction
+    /// so that capture is never held up for long. (One in flight is skipped by
+    /// its worker when it next comes due; if this stops halfway, the rest wait,
+    /// parked or due, until the endpoint is enabled.) Returns how many.
+    pub async fn skip_pending_of_endpoint(
+        &self,
+        tenant: &TenantId,
+        id: &EndpointId,
+        reason: &str,
+        now: UnixMillis,
+    ) -> Result<u64, StoreError> {
+        let doing = || format!("skipping the pending deliveries of endpoint {id}");
+        let note = format!("skipped: endpoint {id} is disabled ({reason})");
+        let mut skipped = 0;
+        loop {
+            let mut tx = self
+                .backend
+                .begin()
+                .await
+                .map_err(StoreError::database(doing()))?;
+            let waiting = Statement::new(format!(
+                "SELECT seq FROM delivery_queue WHERE tenant = $1 AND endpoint_id = $2 \
+                 AND (lease_until IS NULL OR lease_until <= $3) ORDER BY seq LIMIT {ROWS_PER_CHUNK}"
+            ))
+            .bind(tenant.as_str())
+            .bind(id.as_str())
+            .bind(now);
+            let seqs = tx
+                .fetch_all(waiting)
+                .await
+                .map_err(StoreError::database(doing()))?
+                .iter()
+                .map(|row| row.get::<i64>("seq"))
+                .collect::<Result<Vec<_>, _>>()?;
+            for chunk in recurring_chunks(&seqs) {
+                let skip = SqlBuilder::new(tx.dialect())
+                    .sql("UPDATE deliveries SET status = 'skipped', last_error = ")
+                    .parameter(note.as_str())
+                    .sql(", updated_at = ")
+                    .parameter(now)
+                    .sql(" WHERE seq IN (")
+                    .list(chunk.iter().map(|&seq| Value::from(seq)))
+                    .sql(")")
+                    .build(true);
+                tx.execute(skip)
+                    .await
+                    .map_err(StoreError::database(doing()))?;
+            }
+            queue::dequeue(&mut tx, &seqs).await?;
+            tx.commit().await.map_err(StoreError::database(doing()))?;
+            skipped += seqs.len() as u64;
+            if seqs.len() < ROWS_PER_CHUNK {
+                return Ok(skipped);
+            }
+        }
     }
 
     /// Enables endpoint `id` of `tenant` with its circuit closed. Its skipped
@@ -403,38 +468,72 @@ impl Store {
         since: Option<UnixMillis>,
         now: UnixMillis,
     ) -> Result<u64, StoreError> {
-        const RECOVER: &str = concat!(
-            "UPDATE deliveries SET status = 'pending', next_attempt_at = $4, batch_id = NULL, \
-             last_error = NULL, updated_at = $4 \
-             WHERE tenant = $1 AND endpoint_id = $2 AND status = 'skipped' AND created_at >= $3 \
-             RETURNING ",
-            queue_columns!()
-        );
         let doing = || format!("recovering the skipped deliveries of endpoint {id}");
-        let mut tx = self
-            .backend
-            .begin()
-            .await
-            .map_err(StoreError::database(doing()))?;
-        let statement = Statement::new(RECOVER)
+        let mut recovered = 0;
+        let mut after = 0_i64;
+        loop {
+            let mut tx = self
+                .backend
+                .begin()
+                .await
+                .map_err(StoreError::database(doing()))?;
+            // A thousand at a time, oldest first, so that capture is never
+            // held up for long and they fall due in capture order.
+            let skipped = Statement::new(format!(
+                "SELECT seq FROM deliveries WHERE tenant = $1 AND endpoint_id = $2 \
+                 AND status = 'skipped' AND created_at >= $3 AND seq > $4 \
+                 ORDER BY seq LIMIT {ROWS_PER_CHUNK}"
+            ))
             .bind(tenant.as_str())
             .bind(id.as_str())
             .bind(since.unwrap_or(UnixMillis::MIN))
-            .bind(now);
-        let rows = tx
-            .fetch_all(statement)
-            .await
-            .map_err(StoreError::database(doing()))?;
-        if rows.is_empty() {
-            tx.rollback().await.map_err(StoreError::database(doing()))?;
-            return Ok(0);
+            .bind(after);
+            let seqs = tx
+                .fetch_all(skipped)
+                .await
+                .map_err(StoreError::database(doing()))?
+                .iter()
+                .map(|row| row.get::<i64>("seq"))
+                .collect::<Result<Vec<_>, _>>()?;
+            if seqs.is_empty() {
+                tx.rollback().await.map_err(StoreError::database(doing()))?;
+                return Ok(recovered);
+            }
+            let mut rows = Vec::with_capacity(seqs.len());
+            for chunk in recurring_chunks(&seqs) {
+                let pending = SqlBuilder::new(tx.dialect())
+                    .sql(
+                        "UPDATE deliveries SET status = 'pending', batch_id = NULL, \
+                         last_error = NULL, next_attempt_at = ",
+                    )
+                    .parameter(now)
+                    .sql(", updated_at = ")
+                    .parameter(now)
+                    .sql(" WHERE seq IN (")
+                    .list(chunk.iter().map(|&seq| Value::from(seq)))
+                    .sql(concat!(") RETURNING ", queue_columns!()))
+                    .build(true);
+                rows.extend(
+                    tx.fetch_all(pending)
+                        .await
+                        .map_err(StoreError::database(doing()))?,
+                );
+            }
+            queue::apply(&mut tx, &queue_changes(&rows)?, Lease::End).await?;
+            // The audit entry goes with the first chunk.
+            if recovered == 0 {
+                self.commit_change(tx)
+                    .await
+                    .map_err(StoreError::database(doing()))?;
+            } else {
+                tx.commit().await.map_err(StoreError::database(doing()))?;
+            }
+            recovered += seqs.len() as u64;
+            after = seqs[seqs.len() - 1];
+            if seqs.len() < ROWS_PER_CHUNK {
+                return Ok(recovered);
+            }
         }
-        let changes = queue_changes(&rows)?;
-        queue::apply(&mut tx, &changes, Lease::End).await?;
-        self.commit_change(tx)
-            .await
-            .map_err(StoreError::database(doing()))?;
-        Ok(rows.len() as u64)
     }
 }
 
@@ -769,9 +868,9 @@ async fn unpark(
     Ok(())
 }
 
-/// Disables endpoint `id` with `reason` and skips its pending deliveries not
-/// in flight (a delivery in flight is skipped by its worker when it next
-/// comes due). Returns whether it was enabled.
+/// Disables endpoint `id` with `reason` and closes its circuit; its pending
+/// deliveries are skipped after (see [`Store::skip_pending_of_endpoint`]).
+/// Returns whether it was enabled.
 async fn disable(
     tx: &mut Tx,
     tenant: &TenantId,
@@ -797,28 +896,6 @@ async fn disable(
     {
         return Ok(false);
     }
-    // $1 tenant, $2 endpoint, $3 now.
-    const WAITING: &str = "tenant = $1 AND endpoint_id = $2 \
-                           AND (lease_until IS NULL OR lease_until <= $3)";
-    let note = format!("skipped: endpoint {id} is disabled ({reason})");
-    let skip = Statement::new(format!(
-        "UPDATE deliveries SET status = 'skipped', last_error = $4, updated_at = $3 \
-         WHERE seq IN (SELECT seq FROM delivery_queue WHERE {WAITING})"
-    ))
-    .bind(tenant.as_str())
-    .bind(id.as_str())
-    .bind(now)
-    .bind(note);
-    tx.execute(skip)
-        .await
-        .map_err(StoreError::database(doing()))?;
-    let dequeue = Statement::new(format!("DELETE FROM delivery_queue WHERE {WAITING}"))
-        .bind(tenant.as_str())
-        .bind(id.as_str())
-        .bind(now);
-    tx.execute(dequeue)
-        .await
-        .map_err(StoreError::database(doing()))?;
     let close = Statement::new(
         "UPDATE endpoint_circuits SET state = 'closed', opened_times = 0, opened_at = NULL, \
          probe_at = NULL, probe_delivery = NULL, probe_until = NULL, updated_at = $3 \

@@ -89,11 +89,31 @@ impl Worker {
                 Transition::Closed => self.wake.notify_waiters(),
                 Transition::Disabled { .. } => {
                     self.objects.endpoints.invalidate(&change.endpoint_id).await;
+                    self.skip_pending(&change.tenant, &change.endpoint_id).await;
                     self.announce_disabled(&change.tenant, &change.endpoint_id, "circuit breaker")
                         .await;
                 }
                 _ => {}
             }
+        }
+    }
+
+    /// Keeps the pending deliveries of endpoint `id` of `tenant`, which the
+    /// breaker disabled, as skipped. A failure is logged: they wait until the
+    /// endpoint is enabled, and one that comes due meanwhile is skipped.
+    async fn skip_pending(&self, tenant: &TenantId, id: &EndpointId) {
+        let skipped = match self.store.get_endpoint(tenant, id).await {
+            Ok(Some(endpoint)) => {
+                let reason = endpoint.disabled_reason.as_deref().unwrap_or("disabled");
+                self.store
+                    .skip_pending_of_endpoint(tenant, id, reason, now_millis())
+                    .await
+            }
+            Ok(None) => return,
+            Err(error) => Err(error),
+        };
+        if let Err(error) = skipped {
+            tracing::error!(%error, endpoint = %id, "cannot skip the deliveries of a disabled endpoint");
         }
     }
 

@@ -260,3 +260,52 @@ async fn a_disabled_endpoint_keeps_its_deliveries_skipped_until_recovered_in_cap
     })
     .await;
 }
+
+#[tokio::test]
+async fn skipping_and_recovering_go_in_chunks_and_keep_capture_order() {
+    on_both_backends(|store| async move {
+        let acme = tenant("acme");
+        let (endpoint, subscription) = configured(&store, &acme).await;
+        // More than one chunk's worth.
+        let mut captured = Vec::new();
+        for _ in 0..5 {
+            captured.extend(capture(&store, &subscription, 500).await);
+        }
+        let now = now_millis();
+        assert!(
+            store
+                .disable_endpoint(&acme, &endpoint.id, "moved", now)
+                .await
+                .unwrap()
+        );
+        assert!(claim_all(&store).await.is_empty(), "nothing is pending");
+        assert!(
+            store
+                .enable_endpoint(&acme, &endpoint.id, now)
+                .await
+                .unwrap()
+        );
+        let recovered = store
+            .recover_skipped(&acme, &endpoint.id, None, now_millis())
+            .await
+            .unwrap();
+        assert_eq!(recovered, 2_500);
+        let mut claimed = Vec::new();
+        loop {
+            let round = claim_all(&store).await;
+            if round.is_empty() {
+                break;
+            }
+            claimed.extend(round.into_iter().map(|d| d.id));
+        }
+        let expected: Vec<_> = captured.iter().map(|d| d.id.clone()).collect();
+        assert_eq!(claimed, expected, "every one, in capture order");
+        // Recovered once: nothing is left skipped.
+        let again = store
+            .recover_skipped(&acme, &endpoint.id, None, now_millis())
+            .await
+            .unwrap();
+        assert_eq!(again, 0);
+    })
+    .await;
+}
