@@ -63,6 +63,12 @@ pub struct CircuitLabels {
     pub endpoint: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PrunedLabels {
+    /// `events`, `deliveries`, `attempts`, `audit_entries`.
+    pub kind: &'static str,
+}
+
 type Histograms<L> = Family<L, Histogram, fn() -> Histogram>;
 
 /// Every metric of a process.
@@ -81,6 +87,7 @@ pub struct Metrics {
     pub plugin_seconds: Histograms<PluginLabels>,
     pub plugin_errors: Family<PluginErrorLabels, Counter>,
     pub transaction_start_seconds: Histogram,
+    pub history_pruned: Family<PrunedLabels, Counter>,
 }
 
 /// Latency buckets from 1 ms to about 65 s, doubling.
@@ -104,6 +111,7 @@ impl Metrics {
             plugin_seconds: Family::new_with_constructor(latency_buckets as fn() -> Histogram),
             plugin_errors: Family::default(),
             transaction_start_seconds: latency_buckets(),
+            history_pruned: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -165,6 +173,11 @@ impl Metrics {
             "database_transaction_start_seconds",
             "Time to get a database connection from the pool and begin a transaction",
             metrics.transaction_start_seconds.clone(),
+        );
+        registry.register(
+            "history_pruned",
+            "Rows of history deleted past their retention, by kind",
+            metrics.history_pruned.clone(),
         );
         Self {
             registry,

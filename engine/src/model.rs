@@ -136,6 +136,17 @@ impl AuditId {
             ulid.to_string().to_lowercase()
         ))
     }
+
+    /// The least id made at `at`: every entry recorded before `at` sorts
+    /// below it, every one recorded since above or equal.
+    pub fn first_at(at: UnixMillis) -> Self {
+        let ulid = ulid::Ulid::from_parts(u64::try_from(at).unwrap_or_default(), 0);
+        Self(format!(
+            "{}{}",
+            Self::PREFIX,
+            ulid.to_string().to_lowercase()
+        ))
+    }
 }
 
 /// The organisation an object belongs to. Tenants never see each other's objects.

@@ -21,6 +21,7 @@ mod pages;
 mod plugins;
 mod request_id;
 mod request_limits;
+mod settings;
 mod subscriptions;
 mod text;
 
@@ -63,6 +64,8 @@ pub struct AppState {
     /// What deliveries may do (plain http, unverified TLS), so that an
     /// endpoint that could never be delivered to is refused when it is saved.
     pub network: crate::delivery::NetworkPolicy,
+    /// Days of history kept for a tenant that chose none (`None`: forever).
+    pub history_retention_days: Option<u32>,
 }
 
 impl AppState {
@@ -79,7 +82,15 @@ impl AppState {
             ingest,
             wake,
             network: crate::delivery::NetworkPolicy::default(),
+            history_retention_days: Some(crate::store::DEFAULT_RETENTION_DAYS),
         }
+    }
+
+    /// Keeps history `days` for tenants that chose no retention of their own
+    /// (`None`: forever), as the server's pruning does.
+    pub fn keeping_history_for(mut self, days: Option<u32>) -> Self {
+        self.history_retention_days = days;
+        self
     }
 
     /// Checks endpoints against the `policy` deliveries run under.
@@ -116,6 +127,7 @@ pub fn router(state: AppState) -> Router {
         .merge(event_types::routes())
         .merge(api_keys::routes())
         .merge(audit::routes())
+        .merge(settings::routes())
         .layer(middleware::from_fn_with_state(
             MAX_BODY_BYTES,
             request_limits::read_body,

@@ -50,7 +50,9 @@ pub async fn document() -> Json<Value> {
             "/v1/api-keys": { "get": operation("List the tenant's API keys (admins)", "200"),
                               "post": operation("Create an API key, shown once in the answer (admins)", "201") },
             "/v1/api-keys/{id}": { "delete": operation("Revoke an API key (admins)", "200") },
-            "/v1/audit": { "get": operation("Search the audit log by action, actor, object, outcome, time (admins)", "200") }
+            "/v1/audit": { "get": operation("Search the audit log by action, actor, object, outcome, time (admins)", "200") },
+            "/v1/settings": { "get": operation("The tenant's settings: how many days its history is kept (its own choice, and the one in effect)", "200"),
+                              "put": operation("Set how many days the tenant's history is kept, 1 to 3650, or null for the server's default (admins)", "200") }
         },
         "security": [{ "bearer": [] }],
         "components": {

@@ -281,7 +281,7 @@ fn age(value: &Value) -> String {
     }
 }
 
-fn time(millis: i64) -> String {
+pub(super) fn time(millis: i64) -> String {
     chrono::DateTime::from_timestamp_millis(millis).map_or_else(
         || millis.to_string(),
         |time| time.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),

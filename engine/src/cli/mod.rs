@@ -3,6 +3,7 @@
 
 mod client;
 mod endpoints;
+mod history;
 mod keys;
 mod plugin;
 mod remote;
@@ -90,6 +91,10 @@ enum Command {
         #[command(flatten)]
         args: remote::AuditArgs,
     },
+    /// Prune old history straight in the database (`weft serve` does it by
+    /// each tenant's retention).
+    #[command(subcommand)]
+    History(history::HistoryCommand),
     /// Make API keys straight in the database (a tenant's first admin key).
     #[command(subcommand)]
     Keys(keys::KeysCommand),
@@ -104,6 +109,7 @@ pub fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
         Command::Plugin(command) => plugin::run(command, artifact_dir),
         Command::Keys(command) => keys::run(command).map(|()| ExitCode::SUCCESS),
+        Command::History(command) => history::run(command).map(|()| ExitCode::SUCCESS),
         Command::Secrets(command) => secrets::run(command).map(|()| ExitCode::SUCCESS),
         Command::Audit { remote, args } => {
             remote::audit(&remote, &args).map(|()| ExitCode::SUCCESS)

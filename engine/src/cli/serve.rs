@@ -11,7 +11,7 @@ use crate::delivery::{
 use crate::ingest::Ingest;
 use crate::model::{ApiKey, AuditEntry, TenantId};
 use crate::runtime::{PluginRuntime, RuntimeConfig};
-use crate::store::Store;
+use crate::store::{DEFAULT_RETENTION_DAYS, MAX_RETENTION_DAYS, Prune, Pruned, Store};
 use crate::worker::{Worker, WorkerConfig};
 use anyhow::{Context, Result, bail};
 use clap::Args;
@@ -96,6 +96,14 @@ pub struct ServeArgs {
     /// (`"tls": {"verify": false}`). For development only.
     #[arg(long, env = "WEFT_ALLOW_UNVERIFIED_TLS")]
     pub allow_unverified_tls: bool,
+    /// Days of history (events, deliveries, attempts, audit entries) kept
+    /// for a tenant that set no retention of its own; 0 keeps it forever.
+    /// Pending deliveries are never pruned.
+    #[arg(long, default_value_t = DEFAULT_RETENTION_DAYS, env = "WEFT_HISTORY_RETENTION_DAYS", value_name = "DAYS")]
+    pub history_retention_days: u32,
+    /// Seconds between two looks for history past its retention.
+    #[arg(long, default_value_t = PRUNE_INTERVAL.as_secs(), env = "WEFT_HISTORY_PRUNE_INTERVAL_SECONDS", value_name = "SECONDS")]
+    pub history_prune_interval_seconds: u64,
     #[command(flatten)]
     pub tokens: TokenArgs,
     #[command(flatten)]
@@ -182,6 +190,10 @@ pub fn run(args: ServeArgs, artifact_dir: Option<PathBuf>) -> Result<()> {
 
 async fn serve(args: ServeArgs, artifact_dir: Option<PathBuf>) -> Result<()> {
     let issuer = args.tokens.issuer()?;
+    if args.history_retention_days > MAX_RETENTION_DAYS {
+        bail!("--history-retention-days is at most {MAX_RETENTION_DAYS} (0 keeps history forever)");
+    }
+    let retention_days = (args.history_retention_days > 0).then_some(args.history_retention_days);
     let (keyring, key_source) = args.master_keys.keyring(&args.database_url)?;
     let store = Store::connect(&args.database_url)
         .await
@@ -211,6 +223,12 @@ async fn serve(args: ServeArgs, artifact_dir: Option<PathBuf>) -> Result<()> {
     let wake = Arc::new(Notify::new());
     let (stop, stopping) = watch::channel(false);
     let maintenance = tokio::spawn(maintain_tables(store.clone(), stopping.clone()));
+    let pruning = tokio::spawn(prune_history(
+        store.clone(),
+        retention_days,
+        Duration::from_secs(args.history_prune_interval_seconds.max(1)),
+        stopping.clone(),
+    ));
     let policy = NetworkPolicy::allowing(&args.allowed_networks)
         .map_err(|error| anyhow::anyhow!("--allow-network: {error}"))?
         .with_plain_http(args.allow_http)
@@ -261,6 +279,7 @@ async fn serve(args: ServeArgs, artifact_dir: Option<PathBuf>) -> Result<()> {
     );
     let mut state = AppState::new(store, runtime, ingest)
         .limiting_ingest(args.ingest_per_second)
+        .keeping_history_for(retention_days)
         .delivering_under(policy);
     if let Some(issuer) = issuer {
         state = state.trusting(issuer);
@@ -287,6 +306,7 @@ async fn serve(args: ServeArgs, artifact_dir: Option<PathBuf>) -> Result<()> {
         let _ = worker.await;
     }
     let _ = maintenance.await;
+    let _ = pruning.await;
     if let Some(metrics) = metrics {
         let _ = metrics.await;
     }
@@ -318,6 +338,47 @@ async fn maintain_tables(store: Store, mut stopping: watch::Receiver<bool>) {
                 }
             }
             Err(error) => tracing::warn!(%error, "cannot maintain the delivery tables"),
+        }
+    }
+}
+
+/// How often history past its retention is looked for by default. A round
+/// finds little to do when it runs this often, and its chunks leave capture
+/// room between them.
+const PRUNE_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Prunes history past each tenant's retention (`default_days` for those
+/// that set none; `None`: forever) every `interval`, until the server stops
+/// (a round in progress stops there too: its chunk rolls back).
+async fn prune_history(
+    store: Store,
+    default_days: Option<u32>,
+    interval: Duration,
+    mut stopping: watch::Receiver<bool>,
+) {
+    while !*stopping.borrow() {
+        tokio::select! {
+            () = tokio::time::sleep(interval) => {}
+            _ = stopping.changed() => break,
+        }
+        let round = store.prune_history(
+            Prune::ByRetention { default_days },
+            crate::model::now_millis(),
+        );
+        let pruned = tokio::select! {
+            pruned = round => pruned,
+            _ = stopping.changed() => break,
+        };
+        match pruned {
+            Ok(Some(pruned)) if pruned != Pruned::default() => tracing::info!(
+                deliveries = pruned.deliveries,
+                attempts = pruned.attempts,
+                events = pruned.events,
+                audit_entries = pruned.audit_entries,
+                "pruned the history past its retention"
+            ),
+            Ok(_) => {}
+            Err(error) => tracing::warn!(%error, "cannot prune the history"),
         }
     }
 }

@@ -274,6 +274,66 @@ impl Backend {
     }
 }
 
+/// A [`Session`] holding one of PostgreSQL's advisory locks, so that one
+/// node of a cluster at a time does a piece of housekeeping.
+pub(super) struct LockedSession {
+    /// `None` once unlocked.
+    session: Option<Session>,
+    lock: &'static str,
+}
+
+impl Backend {
+    /// A session holding the advisory lock `lock` (an SQL expression of a
+    /// `bigint`), or `None` while another session holds it. PostgreSQL only.
+    pub(super) async fn try_advisory_lock(
+        &self,
+        lock: &'static str,
+    ) -> Result<Option<LockedSession>, sqlx::Error> {
+        let mut session = self.dedicated().await?;
+        let locked = session
+            .fetch_optional(Statement::once(format!(
+                "SELECT pg_try_advisory_lock({lock}) AS locked"
+            )))
+            .await?
+            .is_some_and(|row| matches!(row.get::<bool>("locked"), Ok(true)));
+        Ok(locked.then_some(LockedSession {
+            session: Some(session),
+            lock,
+        }))
+    }
+}
+
+impl LockedSession {
+    pub(super) fn session(&mut self) -> &mut Session {
+        self.session
+            .as_mut()
+            .expect("a session is held until unlocked")
+    }
+
+    /// Releases the lock (and the session, back to the pool).
+    pub(super) async fn unlock(mut self) -> Result<(), sqlx::Error> {
+        let mut session = self.session.take().expect("unlocked once");
+        session
+            .execute(Statement::once(format!(
+                "SELECT pg_advisory_unlock({})",
+                self.lock
+            )))
+            .await
+            .map(drop)
+    }
+}
+
+impl Drop for LockedSession {
+    /// Dropped still locked (its work was cancelled), the connection is
+    /// closed rather than pooled: PostgreSQL releases the lock with it, where
+    /// a pooled connection would hold it for good.
+    fn drop(&mut self) {
+        if let Some(Session(connection)) = self.session.take() {
+            drop(connection.detach());
+        }
+    }
+}
+
 impl Session {
     pub(super) async fn fetch_optional(
         &mut self,

@@ -107,23 +107,15 @@ impl Store {
             return Ok(done);
         }
         let doing = "maintaining the delivery tables";
-        let mut connection = self
+        let Some(mut locked) = self
             .backend
-            .dedicated()
-            .await
-            .map_err(StoreError::database(doing))?;
-        let locked = connection
-            .fetch_optional(Statement::once(format!(
-                "SELECT pg_try_advisory_lock({MAINTENANCE_LOCK}) AS locked"
-            )))
+            .try_advisory_lock(MAINTENANCE_LOCK)
             .await
             .map_err(StoreError::database(doing))?
-            .map(|row| row.get::<bool>("locked"))
-            .transpose()?
-            .unwrap_or(false);
-        if !locked {
+        else {
             return Ok(done);
-        }
+        };
+        let connection = locked.session();
         let result = async {
             for table in HOT_TABLES {
                 let stats = connection
@@ -168,11 +160,7 @@ impl Store {
             Ok::<_, StoreError>(())
         }
         .await;
-        let unlocked = connection
-            .execute(Statement::once(format!(
-                "SELECT pg_advisory_unlock({MAINTENANCE_LOCK})"
-            )))
-            .await;
+        let unlocked = locked.unlock().await;
         result?;
         unlocked.map_err(StoreError::database(doing))?;
         Ok(done)

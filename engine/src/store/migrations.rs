@@ -63,6 +63,11 @@ const SQLITE: &[MigrationFile] = &[
         "endpoint health",
         include_str!("../../migrations/sqlite/0011_endpoint_health.sql"),
     ),
+    (
+        12,
+        "history retention",
+        include_str!("../../migrations/sqlite/0012_history_retention.sql"),
+    ),
 ];
 
 const POSTGRES: &[MigrationFile] = &[
@@ -120,6 +125,11 @@ const POSTGRES: &[MigrationFile] = &[
         11,
         "endpoint health",
         include_str!("../../migrations/postgres/0011_endpoint_health.sql"),
+    ),
+    (
+        12,
+        "history retention",
+        include_str!("../../migrations/postgres/0012_history_retention.sql"),
     ),
 ];
 

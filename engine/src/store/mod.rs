@@ -35,6 +35,7 @@ mod maintenance;
 mod migrations;
 mod plugins;
 mod queue;
+mod retention;
 mod subscriptions;
 
 #[cfg(test)]
@@ -51,6 +52,7 @@ pub use health::{CircuitChange, EndpointCall};
 pub use history::{DEFAULT_PAGE_SIZE, DeliveryQuery, MAX_PAGE_SIZE};
 pub use maintenance::Maintenance;
 pub use plugins::StoredPlugin;
+pub use retention::{DEFAULT_RETENTION_DAYS, MAX_RETENTION_DAYS, Prune, Pruned};
 
 /// A page of a tenant's configuration objects, oldest first: those created
 /// after the object `after` (none: from the first), `limit` of them at most.

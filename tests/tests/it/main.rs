@@ -21,6 +21,7 @@ mod pacing;
 mod pausing;
 mod pipeline;
 mod request_limits;
+mod retention;
 mod secrets_at_rest;
 mod serve;
 mod templates;

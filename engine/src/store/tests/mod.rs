@@ -12,5 +12,6 @@ mod health;
 mod ingest;
 mod plugins;
 mod queue;
+mod retention;
 mod sealing;
 mod search;
