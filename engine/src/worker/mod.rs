@@ -39,6 +39,7 @@ use crate::store::{DeliveryUpdate, EndpointCall, Store};
 use outcome::Step;
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 use targets::ObjectCaches;
 use tokio::sync::{Notify, mpsc, watch};
@@ -139,7 +140,14 @@ pub struct Worker {
     config: WorkerConfig,
     /// Subscriptions, endpoints and built chains, read through briefly.
     objects: ObjectCaches,
+    /// When the soonest retry this worker scheduled falls due
+    /// ([`NO_RETRY`]: none), so that an idle worker wakes for it rather
+    /// than at its next poll.
+    next_retry: AtomicI64,
 }
+
+/// [`Worker::next_retry`] when no retry is scheduled.
+const NO_RETRY: UnixMillis = UnixMillis::MAX;
 
 /// Counts recorded outcomes and requests in the process's metrics.
 fn count_outcomes(processed: &Processed) {
@@ -203,6 +211,7 @@ impl Worker {
             ingest,
             config,
             objects: ObjectCaches::default(),
+            next_retry: AtomicI64::new(NO_RETRY),
         }
     }
 
@@ -244,6 +253,10 @@ impl Worker {
                 _ = shutdown.changed() => break,
             };
             let now = now_millis();
+            // A retry due now is among what this claim takes.
+            if self.next_retry.load(Ordering::Relaxed) <= now {
+                self.next_retry.store(NO_RETRY, Ordering::Relaxed);
+            }
             let claimed_at = tokio::time::Instant::now();
             let mut claimed = self.claim(now, places.count()).await;
             let mut batches = self
@@ -258,12 +271,15 @@ impl Worker {
             }
             if claimed.is_empty() && batches.claimed.is_empty() {
                 drop(places);
-                let pause = batches.next_ready_at.map_or(self.config.idle_poll, |at| {
-                    let until_ready = u64::try_from(at.saturating_sub(now)).unwrap_or_default();
-                    self.config
-                        .idle_poll
-                        .min(Duration::from_millis(until_ready))
-                });
+                let next_retry =
+                    Some(self.next_retry.load(Ordering::Relaxed)).filter(|&at| at != NO_RETRY);
+                let pause = [batches.next_ready_at, next_retry]
+                    .into_iter()
+                    .flatten()
+                    .fold(self.config.idle_poll, |pause, at| {
+                        let until = u64::try_from(at.saturating_sub(now)).unwrap_or_default();
+                        pause.min(Duration::from_millis(until))
+                    });
                 tokio::select! {
                     _ = woken => {}
                     _ = progress => {}
@@ -386,6 +402,7 @@ impl Worker {
             {
                 Ok(changes) => {
                     count_outcomes(&processed);
+                    self.expect_retries(&processed);
                     return self.circuits_changed(changes).await;
                 }
                 Err(error) if attempt < FINISH_ATTEMPTS => {
@@ -395,6 +412,25 @@ impl Worker {
                 // The leases expire and the deliveries are retried: at-least-once.
                 Err(error) => tracing::error!(%error, "cannot record delivery results"),
             }
+        }
+    }
+
+    /// Remembers when the soonest retry `processed` scheduled falls due. (A
+    /// delivery parked behind an open circuit is woken by the circuit, not
+    /// by a time.)
+    fn expect_retries(&self, processed: &Processed) {
+        let soonest = processed
+            .updates
+            .iter()
+            .filter(|update| {
+                update.status == DeliveryStatus::Pending
+                    && update.attempt.is_some()
+                    && update.next_attempt_at < crate::model::PARKED
+            })
+            .map(|update| update.next_attempt_at)
+            .min();
+        if let Some(at) = soonest {
+            self.next_retry.fetch_min(at, Ordering::Relaxed);
         }
     }
 
