@@ -16,6 +16,15 @@
 //!   publishes: the capture latency a publisher sees while every event is
 //!   also being delivered. Each request's time counts from when it was due,
 //!   so a stall shows in full even though later requests wait behind it.
+//! - `pruning`: `paced`, while Weft prunes a million rows of history past
+//!   its retention (350,000 events, each with a delivery and an attempt,
+//!   captured 100 days ago, written straight into the database before
+//!   publishing starts); the publish latency while pruning ran, against the
+//!   `paced` row's.
+//! - `retry`: `paced`, to a receiver that refuses each delivery's first
+//!   request (503) and takes the second; the endpoint retries after a fixed
+//!   200 ms. The receiver times the gap between the two requests: what a
+//!   retry waits beyond its delay is Weft's lag in picking it up.
 //!
 //! For each, on a fresh SQLite file and on a fresh PostgreSQL schema: how fast
 //! events were accepted, how fast they were delivered from the first publish
@@ -26,15 +35,11 @@
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 use serde_json::{Value, json};
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
+use weft_tests::load::{
+    Sink, create, http_client, post_all, post_paced, publisher_key, quantile_ms,
+};
 use weft_tests::process::{BOOTSTRAP_KEY, WeftProcess};
 use weft_tests::weft::{Api, Backend, TestDatabase};
 use weft_tests::{guest, repo_root, sample_event_json};
@@ -45,14 +50,21 @@ const CONCURRENCY: usize = 64;
 const BATCH: usize = 100;
 const BATCH_PUBLISHERS: usize = 4;
 
-type HttpClient = Client<HttpConnector, Full<Bytes>>;
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Mode {
     Batch,
     Single,
     Paced,
+    Pruning,
+    Retry,
 }
+
+/// The fixed delay of `retry`'s endpoint.
+const RETRY_DELAY_MS: u64 = 200;
+
+/// Events of history past its retention that `pruning` starts with; each
+/// has a delivery and an attempt, so three times as many rows go.
+const OLD_EVENTS: usize = 350_000;
 
 fn main() {
     let events: usize = std::env::var("WEFT_BENCH_EVENTS")
@@ -88,9 +100,11 @@ fn main() {
             ("batch", Mode::Batch),
             ("single", Mode::Single),
             ("paced", Mode::Paced),
+            ("pruning", Mode::Pruning),
+            ("retry", Mode::Retry),
         ] {
             if chosen(name, &["sqlite", "postgres"])
-                && chosen(mode_name, &["batch", "single", "paced"])
+                && chosen(mode_name, &["batch", "single", "paced", "pruning", "retry"])
             {
                 runtime.block_on(run(name, backend, mode_name, mode, events));
             }
@@ -99,9 +113,7 @@ fn main() {
 }
 
 async fn run(name: &str, backend: Backend, mode_name: &str, mode: Mode, events: usize) {
-    let client: HttpClient = Client::builder(TokioExecutor::new())
-        .pool_max_idle_per_host(CONCURRENCY * 2)
-        .build_http();
+    let client = http_client(CONCURRENCY * 2);
     let sink = Sink::start();
     let database = TestDatabase::create(backend).await;
     let workdir = tempfile::tempdir().unwrap();
@@ -110,19 +122,24 @@ async fn run(name: &str, backend: Backend, mode_name: &str, mode: Mode, events: 
     let plugins_dir = workdir.path().join("plugins");
     std::fs::create_dir(&plugins_dir).unwrap();
     std::fs::copy(guest("slack"), plugins_dir.join("slack.wasm")).unwrap();
-    let weft = WeftProcess::start_with(
-        Some(&database.url),
-        workdir.path(),
-        &["--plugins-dir", plugins_dir.to_str().unwrap()],
-    );
+    let mut args = vec!["--plugins-dir", plugins_dir.to_str().unwrap()];
+    if mode == Mode::Pruning {
+        args.extend(["--history-prune-interval-seconds", "1"]);
+        args.extend(["--metrics-listen", "127.0.0.1:0"]);
+    }
+    let weft = WeftProcess::start_with(Some(&database.url), workdir.path(), &args);
     let admin = Api::new(weft.url.clone()).with_key(BOOTSTRAP_KEY);
     let publisher = publisher_key(&admin).await;
-    let endpoint = create(
-        &admin,
-        "/v1/endpoints",
-        json!({ "name": "sink", "url": sink.url(), "timeout_ms": 30_000 }),
-    )
-    .await;
+    let mut endpoint = json!({ "name": "sink", "url": sink.url(), "timeout_ms": 30_000 });
+    if mode == Mode::Retry {
+        endpoint["url"] = json!(sink.url_failing_first());
+        endpoint["retry"] = json!({ "max_attempts": 3, "backoff": { "type": "fixed", "delay_ms": RETRY_DELAY_MS } });
+        // Every delivery fails once: a breaker would open on the first ones.
+        endpoint["circuit_breaker"] = json!({
+            "failures": 0, "pause_seconds": 5, "max_pause_seconds": 600, "disable_after_seconds": 0
+        });
+    }
+    let endpoint = create(&admin, "/v1/endpoints", endpoint).await;
     let sample = sample_event_json("sales_order.created");
     let event = json!({ "type": sample["type"], "data": sample["data"] });
     let mut subscription = json!({
@@ -161,11 +178,20 @@ async fn run(name: &str, backend: Backend, mode_name: &str, mode: Mode, events: 
             json!({ "events": vec![event.clone(); BATCH] }),
             events.div_ceil(BATCH),
         ),
-        Mode::Single | Mode::Paced => (format!("{}/v1/events", weft.url), event.clone(), events),
+        Mode::Single | Mode::Paced | Mode::Pruning | Mode::Retry => {
+            (format!("{}/v1/events", weft.url), event.clone(), events)
+        }
     };
     let published = requests * if mode == Mode::Batch { BATCH } else { 1 };
     let request = Bytes::from(serde_json::to_vec(&request).unwrap());
+    let pruning = if mode == Mode::Pruning {
+        seed_old_history(&database.url, &event["data"]).await;
+        Some(tokio::spawn(watch_pruning(metrics_url(&weft))))
+    } else {
+        None
+    };
     let started = Instant::now();
+    let mut paced = Vec::new();
     let publish_times = match mode {
         Mode::Batch | Mode::Single => {
             let in_flight = if mode == Mode::Batch {
@@ -183,11 +209,19 @@ async fn run(name: &str, backend: Backend, mode_name: &str, mode: Mode, events: 
             )
             .await
         }
-        Mode::Paced => post_paced(&client, &url, &publisher, request, requests, paced_rate()).await,
+        Mode::Paced | Mode::Pruning | Mode::Retry => {
+            paced = post_paced(&client, &url, &publisher, request, requests, paced_rate()).await;
+            let mut took: Vec<Duration> = paced.iter().map(|&(_, took)| took).collect();
+            took.sort_unstable();
+            took
+        }
     };
     let publishing = started.elapsed();
-    let delivered_while_publishing = sink.count(&client).await - delivered_before;
-    let target = delivered_before + published as u64;
+    // Under `retry`, each delivery reaches the receiver twice.
+    let requests_each = if mode == Mode::Retry { 2 } else { 1 };
+    let delivered_while_publishing =
+        (sink.count(&client).await - delivered_before) / requests_each as u64;
+    let target = delivered_before + (published * requests_each) as u64;
     let deadline = Instant::now() + Duration::from_secs(1_800);
     while sink.count(&client).await < target {
         assert!(Instant::now() < deadline, "the backlog was not delivered");
@@ -217,133 +251,162 @@ async fn run(name: &str, backend: Backend, mode_name: &str, mode: Mode, events: 
         baseline,
         delivered_rate / baseline,
     );
+    if mode == Mode::Retry {
+        let gaps = sink.figure(&client, "retry-gaps").await;
+        let figures: Vec<f64> = gaps
+            .split_whitespace()
+            .map(|figure| figure.parse().unwrap())
+            .collect();
+        println!(
+            "{:<10} {:<7} {} retries after a fixed {RETRY_DELAY_MS} ms: the receiver saw the \
+             second request {:.1}/{:.1} ms (p50/p99; at most {:.1}) after the first",
+            "", "", figures[0], figures[1], figures[2], figures[3],
+        );
+    }
+    if let Some(pruning) = pruning {
+        let finished = pruning.await.unwrap();
+        let finished = finished.saturating_duration_since(started);
+        // Publishes due while pruning ran (it starts within a second of the
+        // seeding, which ends as publishing starts).
+        let mut during: Vec<Duration> = paced
+            .iter()
+            .filter(|&&(due, _)| due < finished)
+            .map(|&(_, took)| took)
+            .collect();
+        during.sort_unstable();
+        println!(
+            "{:<10} {:<7} {} old rows pruned within {:.1} s of publishing's start; \
+             the {} publishes due meanwhile: p50/p99 {:.1}/{:.1} ms",
+            "",
+            "",
+            OLD_EVENTS * 3,
+            finished.as_secs_f64(),
+            during.len(),
+            quantile_ms(&during, 0.50),
+            quantile_ms(&during, 0.99),
+        );
+    }
     drop(weft);
     database.drop().await;
 }
 
-/// The receiver process.
-struct Sink {
-    child: Child,
-    port: u16,
-}
-
-impl Sink {
-    fn start() -> Self {
-        let binary = weft_tests::weft_binary().with_file_name("weft-sink");
-        let mut child = Command::new(&binary)
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!(
-                    "cannot start {}: {e} (cargo build --bins)",
-                    binary.display()
-                )
-            });
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let port = line
-            .trim()
-            .strip_prefix("listening on ")
-            .and_then(|port| port.parse().ok())
-            .unwrap_or_else(|| panic!("weft-sink said {line:?}"));
-        Self { child, port }
+/// Writes [`OLD_EVENTS`] events of tenant `default`, each with a succeeded
+/// delivery and its attempt, captured 100 days ago, straight into the
+/// database at `url`: history past the default retention of 90 days.
+async fn seed_old_history(url: &str, data: &Value) {
+    const DAY_MS: i64 = 86_400_000;
+    let old = weft_engine::model::now_millis() - 100 * DAY_MS;
+    let payload = serde_json::to_string(data).unwrap();
+    let sqlite = url.starts_with("sqlite:");
+    // `n(i)`: 1 to OLD_EVENTS.
+    let numbers = if sqlite {
+        format!(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {OLD_EVENTS}) "
+        )
+    } else {
+        String::new()
+    };
+    let from = if sqlite {
+        "FROM n".to_owned()
+    } else {
+        format!("FROM generate_series(1, {OLD_EVENTS}) AS n(i)")
+    };
+    let statements = [
+        format!(
+            "{numbers}INSERT INTO events (tenant, id, event_type, idempotency_key, occurred_at, \
+             received_at, payload, metadata) SELECT 'default', 'evt_old' || i, \
+             'sales_order.created', NULL, {old} + i, {old} + i, $1, '{{}}' {from}"
+        ),
+        format!(
+            "{numbers}INSERT INTO deliveries (tenant, id, event_id, event_type, subscription_id, \
+             endpoint_id, status, attempts, next_attempt_at, last_error, ordering_key, \
+             created_at, updated_at) SELECT 'default', 'dlv_old' || i, 'evt_old' || i, \
+             'sales_order.created', 'sub_old', 'ep_old', 'succeeded', 1, {old} + i, NULL, NULL, \
+             {old} + i, {old} + i {from}"
+        ),
+        format!(
+            "{numbers}INSERT INTO attempts (tenant, id, delivery_id, number, started_at, \
+             duration_ms, request_method, request_url, request_headers, response_status, \
+             response_headers, response_body, error) SELECT 'default', 'att_old' || i, \
+             'dlv_old' || i, 1, {old} + i, 3, 'POST', 'https://old.example/hooks', '{{}}', 200, \
+             '{{}}', 'ok', NULL {from}"
+        ),
+    ];
+    // In one transaction: the server's pruning, already running, would take
+    // events written alone for events without deliveries.
+    let started = Instant::now();
+    macro_rules! seed_in_one_transaction {
+        ($pool:ty) => {{
+            let pool = <$pool>::connect(url).await.unwrap();
+            let mut tx = pool.begin().await.unwrap();
+            for (index, statement) in statements.into_iter().enumerate() {
+                let query = sqlx::query(sqlx::AssertSqlSafe(statement));
+                let query = if index == 0 {
+                    query.bind(&payload)
+                } else {
+                    query
+                };
+                query.execute(&mut *tx).await.unwrap();
+            }
+            tx.commit().await.unwrap();
+            if sqlite {
+                // Into the database file now, as a database that grew over
+                // months would be: left in the write-ahead log, it would be
+                // copied by the next commit of `weft serve`, a capture.
+                sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+                    .execute(&pool)
+                    .await
+                    .unwrap();
+            }
+            pool.close().await;
+        }};
     }
-
-    fn url(&self) -> String {
-        format!("http://127.0.0.1:{}/hooks", self.port)
+    if sqlite {
+        seed_in_one_transaction!(sqlx::SqlitePool);
+    } else {
+        seed_in_one_transaction!(sqlx::PgPool);
     }
-
-    async fn count(&self, client: &HttpClient) -> u64 {
-        let request = hyper::Request::get(format!("http://127.0.0.1:{}/count", self.port))
-            .body(Full::new(Bytes::new()))
-            .unwrap();
-        let response = client.request(request).await.unwrap();
-        let body = response.into_body().collect().await.unwrap().to_bytes();
-        String::from_utf8_lossy(&body).parse().unwrap()
-    }
-}
-
-impl Drop for Sink {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Creates what `body` describes at `path`, as `admin`.
-async fn create(admin: &Api, path: &str, body: Value) -> Value {
-    let (status, created) = admin.post(path, &body).await;
-    assert_eq!(status, 201, "{path}: {created}");
-    created
-}
-
-/// A publisher's key that may publish as fast as the benchmark asks.
-async fn publisher_key(admin: &Api) -> String {
-    let key = create(
-        admin,
-        "/v1/api-keys",
-        json!({ "name": "load generator", "role": "publisher", "ingest_per_second": 1_000_000 }),
-    )
-    .await;
-    key["key"].as_str().unwrap().to_owned()
-}
-
-/// Posts `body` to `url`; the answer must be a success.
-async fn send_successfully(client: &HttpClient, url: &str, key: Option<&str>, body: Bytes) {
-    let mut request = hyper::Request::post(url).header("content-type", "application/json");
-    if let Some(key) = key {
-        request = request.header("authorization", format!("Bearer {key}"));
-    }
-    let response = client
-        .request(request.body(Full::new(body)).unwrap())
-        .await
-        .unwrap();
-    let status = response.status().as_u16();
-    let answer = response.into_body().collect().await.unwrap().to_bytes();
-    assert!(
-        (200..300).contains(&status),
-        "{url} answered {status}: {}",
-        String::from_utf8_lossy(&answer)
+    eprintln!(
+        "seeded {} rows of old history in {:.1} s",
+        OLD_EVENTS * 3,
+        started.elapsed().as_secs_f64()
     );
 }
 
-/// Posts `body` to `url` `count` times, `concurrency` at a time; every answer
-/// must be a success. Returns each request's time to its answer, sorted.
-async fn post_all(
-    client: &HttpClient,
-    url: &str,
-    key: Option<&str>,
-    body: Bytes,
-    count: usize,
-    concurrency: usize,
-) -> Vec<Duration> {
-    let next = Arc::new(AtomicUsize::new(0));
-    let mut posters = tokio::task::JoinSet::new();
-    for _ in 0..concurrency {
-        let (client, url, key, body, next) = (
-            client.clone(),
-            url.to_owned(),
-            key.map(str::to_owned),
-            body.clone(),
-            Arc::clone(&next),
-        );
-        posters.spawn(async move {
-            let mut took = Vec::new();
-            while next.fetch_add(1, Ordering::Relaxed) < count {
-                let sent = Instant::now();
-                send_successfully(&client, &url, key.as_deref(), body.clone()).await;
-                took.push(sent.elapsed());
-            }
-            took
-        });
-    }
-    let mut took: Vec<Duration> = posters.join_all().await.into_iter().flatten().collect();
-    took.sort_unstable();
-    took
+/// Where `weft` serves its metrics, from what it printed at start.
+fn metrics_url(weft: &WeftProcess) -> String {
+    weft.printed
+        .iter()
+        .find_map(|line| line.strip_prefix("weft metrics on "))
+        .unwrap_or_else(|| panic!("no metrics address in {:?}", weft.printed))
+        .to_owned()
 }
 
+/// Polls `metrics` until Weft has pruned every seeded event; when it had.
+async fn watch_pruning(metrics: String) -> Instant {
+    let client = http_client(1);
+    let deadline = Instant::now() + Duration::from_secs(1_800);
+    loop {
+        let request = hyper::Request::get(&metrics)
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        let response = client.request(request).await.unwrap();
+        let text = response.into_body().collect().await.unwrap().to_bytes();
+        let pruned = String::from_utf8_lossy(&text)
+            .lines()
+            .find_map(|line| line.strip_prefix("weft_history_pruned_total{kind=\"events\"} "))
+            .and_then(|count| count.trim().parse::<f64>().ok())
+            .unwrap_or(0.0);
+        if pruned >= OLD_EVENTS as f64 {
+            return Instant::now();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the old history was never pruned"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
 /// The offered rate of `paced` publishing, per second.
 fn paced_rate() -> usize {
     std::env::var("WEFT_BENCH_RATE")
@@ -351,41 +414,4 @@ fn paced_rate() -> usize {
         .and_then(|text| text.parse().ok())
         .filter(|&rate| rate > 0)
         .unwrap_or(1_000)
-}
-
-/// Posts `body` to `url` `count` times at `rate` a second, each request sent
-/// when it falls due whatever earlier ones are still waiting for; every answer
-/// must be a success. Returns each request's time from when it was due to its
-/// answer, sorted.
-async fn post_paced(
-    client: &HttpClient,
-    url: &str,
-    key: &str,
-    body: Bytes,
-    count: usize,
-    rate: usize,
-) -> Vec<Duration> {
-    let started = tokio::time::Instant::now();
-    let mut requests = tokio::task::JoinSet::new();
-    for index in 0..count {
-        let due = started + Duration::from_secs_f64(index as f64 / rate as f64);
-        tokio::time::sleep_until(due).await;
-        let (client, url, key, body) =
-            (client.clone(), url.to_owned(), key.to_owned(), body.clone());
-        requests.spawn(async move {
-            send_successfully(&client, &url, Some(&key), body).await;
-            due.elapsed()
-        });
-    }
-    let mut took = requests.join_all().await;
-    took.sort_unstable();
-    took
-}
-
-/// The `q` quantile of sorted durations, in milliseconds.
-fn quantile_ms(sorted: &[Duration], q: f64) -> f64 {
-    let index = ((sorted.len() as f64 * q) as usize).min(sorted.len().saturating_sub(1));
-    sorted
-        .get(index)
-        .map_or(f64::NAN, |took| took.as_secs_f64() * 1_000.0)
 }

@@ -2,6 +2,7 @@
 //! one statement: where the guests are, sample events, the runtime, and the
 //! JavaScript and Python components (built from source on first use).
 
+pub mod load;
 pub mod pki;
 pub mod process;
 pub mod receiver;
