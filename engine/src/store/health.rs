@@ -380,13 +380,7 @@ impl Store {
             .bind(tenant.as_str())
             .bind(id.as_str())
             .bind(now);
-            let seqs = tx
-                .fetch_all(waiting)
-                .await
-                .map_err(StoreError::database(doing()))?
-                .iter()
-                .map(|row| row.get::<i64>("seq"))
-                .collect::<Result<Vec<_>, _>>()?;
+            let seqs = fetch_seqs(&mut tx, waiting, &doing()).await?;
             for chunk in recurring_chunks(&seqs) {
                 let skip = SqlBuilder::new(tx.dialect())
                     .sql("UPDATE deliveries SET status = 'skipped', last_error = ")
@@ -488,13 +482,7 @@ impl Store {
             .bind(id.as_str())
             .bind(since.unwrap_or(UnixMillis::MIN))
             .bind(after);
-            let seqs = tx
-                .fetch_all(skipped)
-                .await
-                .map_err(StoreError::database(doing()))?
-                .iter()
-                .map(|row| row.get::<i64>("seq"))
-                .collect::<Result<Vec<_>, _>>()?;
+            let seqs = fetch_seqs(&mut tx, skipped, &doing()).await?;
             if seqs.is_empty() {
                 tx.rollback().await.map_err(StoreError::database(doing()))?;
                 return Ok(recovered);
@@ -866,6 +854,20 @@ async fn unpark(
         .await
         .map_err(StoreError::database(doing()))?;
     Ok(())
+}
+
+/// The `seq` column of the rows `statement` reads in `tx`.
+async fn fetch_seqs(
+    tx: &mut Tx,
+    statement: Statement,
+    doing: &str,
+) -> Result<Vec<i64>, StoreError> {
+    tx.fetch_all(statement)
+        .await
+        .map_err(StoreError::database(doing))?
+        .iter()
+        .map(|row| row.get::<i64>("seq"))
+        .collect()
 }
 
 /// Disables endpoint `id` with `reason` and closes its circuit; its pending

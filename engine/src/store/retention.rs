@@ -12,7 +12,7 @@
 //! under steady load with retention its file stops growing.
 
 use super::Store;
-use super::database::{Dialect, SqlBuilder, Statement, Tx, Value, recurring_chunks};
+use super::database::{Dialect, Row, SqlBuilder, Statement, Tx, Value, recurring_chunks};
 use super::error::StoreError;
 use crate::model::{AuditId, TenantId, UnixMillis};
 use std::collections::{BTreeSet, HashMap};
@@ -266,14 +266,9 @@ impl Store {
         let mut after = (UnixMillis::MIN, i64::MIN);
         loop {
             let started = Instant::now();
-            let mut tx = self
-                .backend
-                .begin()
-                .await
-                .map_err(StoreError::database(doing()))?;
             // On PostgreSQL the rows are locked, so that a replay making one
             // pending meanwhile either waits for this chunk or is seen.
-            let lock = match tx.dialect() {
+            let lock = match self.backend.dialect() {
                 Dialect::Postgres => " FOR UPDATE",
                 Dialect::Sqlite => "",
             };
@@ -287,14 +282,10 @@ impl Store {
             .bind(after.0)
             .bind(before)
             .bind(after.1);
-            let rows = tx
-                .fetch_all(old)
-                .await
-                .map_err(StoreError::database(doing()))?;
-            let Some(last) = rows.last() else {
-                tx.rollback().await.map_err(StoreError::database(doing()))?;
+            let Some((mut tx, rows)) = self.next_chunk(old, &doing()).await? else {
                 break;
             };
+            let last = &rows[rows.len() - 1];
             after = (last.get("created_at")?, last.get("seq")?);
             let mut ids = Vec::with_capacity(rows.len());
             let mut seqs = Vec::with_capacity(rows.len());
@@ -327,19 +318,10 @@ impl Store {
             .bind(before)
             .bind(after.1.as_str());
             let started = Instant::now();
-            let mut tx = self
-                .backend
-                .begin()
-                .await
-                .map_err(StoreError::database(doing()))?;
-            let rows = tx
-                .fetch_all(unneeded)
-                .await
-                .map_err(StoreError::database(doing()))?;
-            let Some(last) = rows.last() else {
-                tx.rollback().await.map_err(StoreError::database(doing()))?;
+            let Some((mut tx, rows)) = self.next_chunk(unneeded, &doing()).await? else {
                 break;
             };
+            let last = &rows[rows.len() - 1];
             after = (last.get("received_at")?, last.get("id")?);
             let ids = rows
                 .iter()
@@ -375,6 +357,31 @@ impl Store {
             rest_after(started).await;
         }
         Ok(pruned)
+    }
+}
+
+impl Store {
+    /// Begins a transaction and reads the next chunk of rows to prune with
+    /// `statement`; `None`, the transaction rolled back, once there are none.
+    async fn next_chunk(
+        &self,
+        statement: Statement,
+        doing: &str,
+    ) -> Result<Option<(Tx, Vec<Row>)>, StoreError> {
+        let mut tx = self
+            .backend
+            .begin()
+            .await
+            .map_err(StoreError::database(doing))?;
+        let rows = tx
+            .fetch_all(statement)
+            .await
+            .map_err(StoreError::database(doing))?;
+        if rows.is_empty() {
+            tx.rollback().await.map_err(StoreError::database(doing))?;
+            return Ok(None);
+        }
+        Ok(Some((tx, rows)))
     }
 }
 
