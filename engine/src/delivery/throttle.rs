@@ -14,11 +14,17 @@
 //! [`Throttle::admit`] names. Deliveries refused by the rate limit are given
 //! successive turns (the bucket's period apart), so a backlog is spread over
 //! time rather than claimed again all at once.
+//!
+//! Where several nodes share the database, an endpoint's own limits are held
+//! there for the whole cluster (see `store::admission`): the process then
+//! checks only its places ([`Throttle::admit_place`]), and remembers what the
+//! cluster refused ([`Throttle::hold_back`]), so that it neither claims nor
+//! asks again for the endpoint before the cluster may admit it.
 
 use crate::model::{Endpoint, EndpointId, RateLimit};
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultDirectRateLimiter, Quota};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -97,12 +103,23 @@ struct Bucket {
     last_turn: Mutex<Instant>,
 }
 
+/// An endpoint whose limits the cluster refused a request: no other is asked
+/// for before `until`, and those refused meanwhile get turns `spacing` apart.
+struct HeldBack {
+    until: Instant,
+    spacing: Duration,
+    last_turn: Instant,
+    reason: String,
+}
+
 /// The limits of every endpoint seen recently, shared by a process's workers.
 pub struct Throttle {
     buckets: moka::sync::Cache<(EndpointId, RateLimit), Arc<Bucket>>,
     concurrency: moka::sync::Cache<(EndpointId, u32), Arc<Semaphore>>,
     /// Endpoints whose every place is taken.
     saturated: Arc<Mutex<HashSet<EndpointId>>>,
+    /// Endpoints the cluster's limits refused a request lately.
+    held_back: Mutex<HashMap<EndpointId, HeldBack>>,
     in_flight: Arc<Semaphore>,
     max_in_flight: usize,
     endpoint_default: u32,
@@ -133,6 +150,7 @@ impl Throttle {
                 .time_to_idle(idle)
                 .build(),
             saturated: Arc::default(),
+            held_back: Mutex::default(),
             in_flight: Arc::new(Semaphore::new(max_in_flight.max(1))),
             max_in_flight: max_in_flight.max(1),
             endpoint_default: per_endpoint.max(1),
@@ -166,13 +184,30 @@ impl Throttle {
         Places(Some(places))
     }
 
-    /// The endpoints with no free place now: claims skip their deliveries.
+    /// The endpoints with no free place now, and those the cluster's limits
+    /// hold back: claims skip their deliveries.
     pub fn saturated(&self) -> Vec<EndpointId> {
-        let saturated = self
-            .saturated
+        let mut skipped: Vec<EndpointId> = {
+            let saturated = self
+                .saturated
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            saturated.iter().cloned().collect()
+        };
+        let now = Instant::now();
+        let mut held_back = self
+            .held_back
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        saturated.iter().cloned().collect()
+        held_back.retain(|_, held| held.until > now);
+        skipped.extend(
+            held_back
+                .keys()
+                .filter(|id| !skipped.contains(id))
+                .cloned()
+                .collect::<Vec<_>>(),
+        );
+        skipped
     }
 
     /// Admits one delivery to `endpoint` under its concurrency and rate
@@ -183,6 +218,67 @@ impl Throttle {
             self.take_token(endpoint, limit)?;
         }
         Ok(admitted)
+    }
+
+    /// Admits one delivery to `endpoint` among the process's places only,
+    /// its own limits being held by the cluster: unless the cluster refused
+    /// the endpoint a request lately, in which case the delivery waits for
+    /// its turn without asking again.
+    pub fn admit_place(&self, endpoint: &Endpoint) -> Result<Admitted, Wait> {
+        self.held_back_turn(&endpoint.id)?;
+        self.endpoint_place(endpoint)
+    }
+
+    /// Remembers that the cluster refused `endpoint` a request (it may admit
+    /// none for `held_for`, and the refused request comes back in
+    /// `retry_in`), and says how long that request waits.
+    pub fn hold_back(
+        &self,
+        endpoint: &EndpointId,
+        held_for: Duration,
+        retry_in: Duration,
+        spacing: Duration,
+        reason: String,
+    ) -> Wait {
+        let now = Instant::now();
+        let mut held_back = self
+            .held_back
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        held_back.insert(
+            endpoint.clone(),
+            HeldBack {
+                until: now + held_for,
+                spacing,
+                last_turn: now + retry_in,
+                reason: reason.clone(),
+            },
+        );
+        Wait {
+            duration: retry_in,
+            reason,
+        }
+    }
+
+    fn held_back_turn(&self, endpoint: &EndpointId) -> Result<(), Wait> {
+        let now = Instant::now();
+        let mut held_back = self
+            .held_back
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let Some(held) = held_back.get_mut(endpoint) else {
+            return Ok(());
+        };
+        if held.until <= now {
+            held_back.remove(endpoint);
+            return Ok(());
+        }
+        let turn = (held.last_turn + held.spacing).max(held.until);
+        held.last_turn = turn;
+        Err(Wait {
+            duration: turn - now,
+            reason: held.reason.clone(),
+        })
     }
 
     fn endpoint_place(&self, endpoint: &Endpoint) -> Result<Admitted, Wait> {
@@ -331,6 +427,43 @@ mod tests {
         let _two = throttle.admit(&erp).unwrap();
         assert!(throttle.admit(&erp).is_err());
         assert_eq!(throttle.saturated().len(), 2);
+    }
+
+    #[test]
+    fn an_endpoint_the_cluster_refused_is_skipped_and_its_deliveries_get_turns() {
+        let throttle = Throttle::new(DEFAULT_MAX_IN_FLIGHT, DEFAULT_ENDPOINT_CONCURRENCY);
+        let crm = endpoint(None, None);
+        let wait = throttle.hold_back(
+            &crm.id,
+            Duration::from_secs(10),
+            Duration::from_secs(12),
+            Duration::from_secs(1),
+            "waiting for the rate limit".into(),
+        );
+        assert_eq!(wait.duration, Duration::from_secs(12));
+        assert_eq!(throttle.saturated(), std::slice::from_ref(&crm.id));
+        // Refused without asking the cluster, each a turn after the last.
+        for expected in [13, 14] {
+            let refused = throttle.admit_place(&crm).unwrap_err();
+            let expected = Duration::from_secs(expected);
+            assert!(
+                refused.duration <= expected
+                    && refused.duration > expected - Duration::from_secs(1),
+                "{refused:?}"
+            );
+            assert_eq!(refused.reason, "waiting for the rate limit");
+        }
+        // Other endpoints are not held back; once the time is up, neither is this one.
+        throttle.admit_place(&endpoint(None, None)).unwrap();
+        throttle.hold_back(
+            &crm.id,
+            Duration::ZERO,
+            Duration::ZERO,
+            Duration::ZERO,
+            String::new(),
+        );
+        assert!(throttle.saturated().is_empty());
+        throttle.admit_place(&crm).unwrap();
     }
 
     #[tokio::test]

@@ -246,7 +246,11 @@ async fn lease(
             .sql(" SET next_attempt_at = ")
             .parameter(lease_until);
         if leases {
-            statement.sql(", lease_until = ").parameter(lease_until);
+            statement
+                .sql(", lease_until = ")
+                .parameter(lease_until)
+                // A new claim, not admitted under its endpoint's limits yet.
+                .sql(", sending = FALSE");
         }
         if let Some(batch) = batch {
             statement.sql(", batch_id = ").parameter(batch.as_str());

@@ -4,9 +4,11 @@
 //!
 //! A claimed delivery stays `pending` with its queue row's `lease_until` set:
 //! if its worker dies, it falls due again when the lease ends. A claim writes
-//! nothing else, and no index holds `lease_until`, so on PostgreSQL the claim
-//! rewrites the queue row on its page without touching the table's indexes
-//! (see migration 3). The claim query steps over the deliveries in flight, a
+//! nothing else but clearing `sending` (a new claim is not yet admitted under
+//! its endpoint's limits, see `admission.rs`, and the flag is nearly always
+//! clear already), and no index holds `lease_until`, so on PostgreSQL the
+//! claim rewrites the queue row on its page without touching the table's
+//! indexes (see migration 3). The claim query steps over the deliveries in flight, a
 //! few hundred rows.
 
 use super::Store;
@@ -87,7 +89,7 @@ const CLAIM_ON_POSTGRES: &str = concat!(
     "WITH claimed AS (",
     claimable!("SELECT jsonb_array_elements_text($4::jsonb)"),
     " FOR UPDATE OF candidate SKIP LOCKED), \
-     leased AS (UPDATE delivery_queue SET lease_until = $1 + $3 \
+     leased AS (UPDATE delivery_queue SET lease_until = $1 + $3, sending = FALSE \
          FROM claimed WHERE delivery_queue.seq = claimed.seq \
          RETURNING delivery_queue.seq, claimed.lease_until AS interrupted) \
      SELECT deliveries.seq, leased.interrupted, ",
@@ -157,6 +159,7 @@ impl Store {
                     let lease = SqlBuilder::new(Dialect::Sqlite)
                         .sql("UPDATE delivery_queue SET lease_until = ")
                         .parameter(now + i64::from(lease_ms))
+                        .sql(", sending = FALSE")
                         .sql(" WHERE seq IN (")
                         .list(chunk.iter().map(|&seq| Value::from(seq)))
                         .sql(")")

@@ -68,6 +68,11 @@ const SQLITE: &[MigrationFile] = &[
         "history retention",
         include_str!("../../migrations/sqlite/0012_history_retention.sql"),
     ),
+    (
+        13,
+        "cluster limits",
+        include_str!("../../migrations/sqlite/0013_cluster_limits.sql"),
+    ),
 ];
 
 const POSTGRES: &[MigrationFile] = &[
@@ -130,6 +135,11 @@ const POSTGRES: &[MigrationFile] = &[
         12,
         "history retention",
         include_str!("../../migrations/postgres/0012_history_retention.sql"),
+    ),
+    (
+        13,
+        "cluster limits",
+        include_str!("../../migrations/postgres/0013_cluster_limits.sql"),
     ),
 ];
 

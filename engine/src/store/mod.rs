@@ -17,6 +17,7 @@
 //! [`Store::claim_formed_batch`]). Several Weft nodes may share one
 //! PostgreSQL database: a row is leased to one of them at a time.
 
+mod admission;
 mod api_keys;
 mod attempts;
 mod audit;
@@ -41,6 +42,7 @@ mod subscriptions;
 #[cfg(test)]
 mod tests;
 
+pub use admission::{CLUSTER_CONCURRENCY_RETRY, EndpointRefusal};
 pub use audit::{AuditQuery, MAX_AUDIT_PAGE};
 pub use batches::DueBatch;
 pub use deliveries::DeliveryUpdate;

@@ -153,7 +153,7 @@ pub(super) async fn enqueue(
             .rows(rows)
             .sql(
                 " ON CONFLICT (seq) DO UPDATE SET next_attempt_at = excluded.next_attempt_at, \
-                 batch_id = excluded.batch_id, lease_until = NULL",
+                 batch_id = excluded.batch_id, lease_until = NULL, sending = FALSE",
             );
         if let Lease::KeepRunningAt(now) = lease {
             statement

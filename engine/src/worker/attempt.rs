@@ -3,10 +3,25 @@
 
 use super::outcome::{Step, event_gone, requests_of};
 use super::{Processed, RoundEvents, Worker, event_of};
-use crate::delivery::{Prepared, SendResult, Sent};
+use crate::delivery::{Admitted, Prepared, SendResult, Sent, Wait};
 use crate::delivery::{Verdict, attempt_record, classify, prepare, signed};
 use crate::model::{AuditEntry, Delivery, Endpoint, now_millis};
 use crate::runtime::Request;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// How long a delivery waits when its endpoint's limits could not be checked
+/// (the database did not answer).
+const ADMISSION_RETRY: Duration = Duration::from_secs(1);
+
+/// Microseconds since the epoch: the cluster's rate limits pace requests
+/// finer than milliseconds.
+fn now_micros() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |since| {
+            i64::try_from(since.as_micros()).unwrap_or(i64::MAX)
+        })
+}
 
 impl Worker {
     /// Attempts `delivery` and says what to record of it.
@@ -60,7 +75,7 @@ impl Worker {
         {
             return parked;
         }
-        let _admitted = match self.outbound.throttle.admit(&target.endpoint) {
+        let _admitted = match self.admit(&target.endpoint, delivery).await {
             Ok(admitted) => admitted,
             Err(wait) => return Step::Defer(wait),
         };
@@ -74,6 +89,46 @@ impl Worker {
         match requests_of(target.chain.run(&self.runtime, event).await) {
             Ok(requests) => self.send_all(&target.endpoint, delivery, requests).await,
             Err(step) => step,
+        }
+    }
+
+    /// Admits one request, made for delivery `carrier`, to `endpoint`: a
+    /// place among the process's, under the endpoint's own limits. Where
+    /// several nodes share the database those limits hold for all of them,
+    /// and the database is asked; otherwise the process holds them.
+    pub(super) async fn admit(
+        &self,
+        endpoint: &Endpoint,
+        carrier: &Delivery,
+    ) -> Result<Admitted, Wait> {
+        let throttle = &self.outbound.throttle;
+        if !self.store.is_shared() {
+            return throttle.admit(endpoint);
+        }
+        let admitted = throttle.admit_place(endpoint)?;
+        if endpoint.rate_limit.is_none() && endpoint.max_concurrency.is_none() {
+            return Ok(admitted);
+        }
+        match self
+            .store
+            .admit_to_endpoint(endpoint, &carrier.tenant, &carrier.id, now_micros())
+            .await
+        {
+            Ok(Ok(())) => Ok(admitted),
+            Ok(Err(refused)) => Err(throttle.hold_back(
+                &endpoint.id,
+                refused.held_for,
+                refused.retry_in,
+                refused.spacing,
+                refused.reason,
+            )),
+            Err(error) => Err(Wait {
+                duration: ADMISSION_RETRY,
+                reason: format!(
+                    "cannot check the limits of endpoint {}: {error}",
+                    endpoint.id
+                ),
+            }),
         }
     }
 

@@ -157,7 +157,7 @@ impl Worker {
             return unsent(parked);
         }
         // A batch is one request: it takes one place under the limits.
-        let _admitted = match self.outbound.throttle.admit(&target.endpoint) {
+        let _admitted = match self.admit(&target.endpoint, first).await {
             Ok(admitted) => admitted,
             Err(wait) => return unsent(Step::Defer(wait)),
         };

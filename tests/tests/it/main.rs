@@ -7,6 +7,7 @@ mod audit;
 mod bad_input;
 mod batching;
 mod cli;
+mod cluster;
 mod connections;
 mod credentials;
 mod endpoint_health;

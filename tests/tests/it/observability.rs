@@ -1,7 +1,7 @@
 //! What an operator sees of a running Weft: request ids and log lines.
 
 use serde_json::Value;
-use weft_tests::process::{BOOTSTRAP_KEY, WeftProcess};
+use weft_tests::process::{BOOTSTRAP_KEY, WeftProcess, scrape};
 use weft_tests::weft::Api;
 
 /// The `x-request-id` of an answer.
@@ -81,24 +81,6 @@ async fn every_answer_names_its_request_and_its_log_lines_carry_the_same_id() {
         assert_eq!(answered["span"]["method"], "GET", "{answered}");
         assert_eq!(answered["fields"]["status"], status, "{answered}");
     }
-}
-
-/// `GET url` (`http://host:port/path`) over a plain connection: the
-/// answer's head and body.
-fn scrape(url: &str) -> (String, String) {
-    use std::io::{Read, Write};
-    let rest = url.strip_prefix("http://").unwrap();
-    let (address, path) = rest.split_at(rest.find('/').unwrap());
-    let mut connection = std::net::TcpStream::connect(address).unwrap();
-    write!(
-        connection,
-        "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut answer = String::new();
-    connection.read_to_string(&mut answer).unwrap();
-    let (head, body) = answer.split_once("\r\n\r\n").unwrap();
-    (head.to_owned(), body.to_owned())
 }
 
 /// A Python that has `prometheus_client`, the format's reference parser,

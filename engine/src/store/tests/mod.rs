@@ -2,6 +2,7 @@
 //! temporary file) and against PostgreSQL (a schema of its own, so tests run in
 //! parallel), because both backends must behave the same.
 
+mod admission;
 mod backends;
 mod batches;
 mod config;
