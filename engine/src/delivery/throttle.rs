@@ -44,6 +44,11 @@ pub const DEFAULT_ENDPOINT_CONCURRENCY: u32 = 256;
 /// before it is tried again.
 const CONCURRENCY_RETRY: Duration = Duration::from_millis(100);
 
+/// Admissions a process asks the database for at once. Each holds one of the
+/// pool's connections while it waits for its endpoint's turn, so a busy
+/// limited endpoint must not take the connections capture and claims need.
+const CLUSTER_ASKS_AT_ONCE: usize = 2;
+
 /// Why a delivery must wait, and for how long.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Wait {
@@ -120,6 +125,9 @@ pub struct Throttle {
     saturated: Arc<Mutex<HashSet<EndpointId>>>,
     /// Endpoints the cluster's limits refused a request lately.
     held_back: Mutex<HashMap<EndpointId, HeldBack>>,
+    /// Turns to ask the database for an admission (see
+    /// [`Throttle::ask_the_cluster`]).
+    asking: Semaphore,
     in_flight: Arc<Semaphore>,
     max_in_flight: usize,
     endpoint_default: u32,
@@ -151,6 +159,7 @@ impl Throttle {
                 .build(),
             saturated: Arc::default(),
             held_back: Mutex::default(),
+            asking: Semaphore::new(CLUSTER_ASKS_AT_ONCE),
             in_flight: Arc::new(Semaphore::new(max_in_flight.max(1))),
             max_in_flight: max_in_flight.max(1),
             endpoint_default: per_endpoint.max(1),
@@ -227,6 +236,15 @@ impl Throttle {
     pub fn admit_place(&self, endpoint: &Endpoint) -> Result<Admitted, Wait> {
         self.held_back_turn(&endpoint.id)?;
         self.endpoint_place(endpoint)
+    }
+
+    /// Waits for this process's turn to ask the database to admit a request:
+    /// at most a couple at once, whatever the deliveries in flight.
+    pub async fn ask_the_cluster(&self) -> tokio::sync::SemaphorePermit<'_> {
+        self.asking
+            .acquire()
+            .await
+            .expect("the semaphore is never closed")
     }
 
     /// Remembers that the cluster refused `endpoint` a request (it may admit

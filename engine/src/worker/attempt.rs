@@ -109,11 +109,13 @@ impl Worker {
         if endpoint.rate_limit.is_none() && endpoint.max_concurrency.is_none() {
             return Ok(admitted);
         }
-        match self
+        let asking = throttle.ask_the_cluster().await;
+        let decided = self
             .store
             .admit_to_endpoint(endpoint, &carrier.tenant, &carrier.id, now_micros())
-            .await
-        {
+            .await;
+        drop(asking);
+        match decided {
             Ok(Ok(())) => Ok(admitted),
             Ok(Err(refused)) => Err(throttle.hold_back(
                 &endpoint.id,

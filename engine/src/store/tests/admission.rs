@@ -152,3 +152,39 @@ async fn a_rate_limit_holds_for_two_nodes_and_gives_each_refusal_its_own_turn() 
     })
     .await;
 }
+
+#[tokio::test]
+async fn an_idle_endpoint_earns_back_its_burst_and_no_more() {
+    on_both_databases(|url| async move {
+        if url.starts_with("sqlite:") {
+            return assert!(!connect(&url).await.is_shared());
+        }
+        let store = connect(&url).await;
+        let limit = RateLimit {
+            requests: 4,
+            per_seconds: 2,
+        };
+        let (endpoint, subscription) = limited(&store, |e| e.rate_limit = Some(limit)).await;
+        let deliveries = capture(&store, &subscription, 6).await;
+        let admit = |delivery: &Delivery, at: i64| {
+            let (store, endpoint, delivery) = (store.clone(), endpoint.clone(), delivery.clone());
+            async move {
+                store
+                    .admit_to_endpoint(&endpoint, &delivery.tenant, &delivery.id, at)
+                    .await
+                    .unwrap()
+            }
+        };
+        let now = micros(now_millis());
+        admit(&deliveries[0], now).await.unwrap();
+        // A minute idle earns back the whole burst of four, not thirty.
+        let later = now + 60_000_000;
+        for delivery in &deliveries[1..5] {
+            admit(delivery, later).await.unwrap();
+        }
+        let refused = admit(&deliveries[5], later).await.unwrap_err();
+        assert_eq!(refused.held_for.as_millis(), 500, "{refused:?}");
+        assert!(refused.reason.contains("4 per 2 s"), "{}", refused.reason);
+    })
+    .await;
+}
