@@ -110,9 +110,17 @@ async fn soak(backend: Backend, minutes: usize, rate: usize) {
         .to_owned();
     let mut samples = Vec::new();
     let started = Instant::now();
+    let mut pruning: Option<tokio::task::JoinHandle<()>> = None;
     for minute in 1..=minutes {
         tokio::time::sleep_until((started + Duration::from_secs(60 * minute as u64)).into()).await;
-        prune(&database.url);
+        // Pruned beside the sampling, not before it; a prune still running a
+        // minute on is left to finish rather than started again.
+        if pruning.as_ref().is_none_or(|running| running.is_finished()) {
+            let url = database.url.clone();
+            pruning = Some(tokio::task::spawn_blocking(move || prune(&url)));
+        } else {
+            eprintln!("minute {minute}: the last prune is still running");
+        }
         let metrics_text = sink_free_get(&client, &metrics).await;
         samples.push(Sample {
             delivered: sink.figure(&client, "delivered").await.parse().unwrap(),
@@ -127,6 +135,9 @@ async fn soak(backend: Backend, minutes: usize, rate: usize) {
         );
     }
     let answered = publishing.await.unwrap();
+    if let Some(running) = pruning {
+        running.await.unwrap();
+    }
     let accepted = answered.len() as u64;
     let drained = Instant::now();
     let delivered = loop {
