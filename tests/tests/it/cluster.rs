@@ -170,6 +170,8 @@ async fn three_nodes_lose_nothing_to_a_kill_9_and_keep_each_key_in_order() {
     tokio::task::spawn_blocking(move || killed.process.kill_9())
         .await
         .unwrap();
+    // From here on, the API of a node that is still up.
+    let admin = Arc::clone(&nodes[0].api);
     let at_kill = accepted_count();
     wait_until(
         "the load going on without the killed node",
