@@ -280,3 +280,18 @@ async fn record(
     }
     response
 }
+
+/// The most of `arrivals` (requests' arrival times, as in [`Received::at`])
+/// that fell within `window` of one another.
+pub fn most_within(arrivals: &[Instant], window: Duration) -> usize {
+    arrivals
+        .iter()
+        .map(|start| {
+            arrivals
+                .iter()
+                .filter(|at| **at >= *start && **at < *start + window)
+                .count()
+        })
+        .max()
+        .unwrap_or(0)
+}

@@ -456,6 +456,20 @@ impl Api {
         self.call("GET", path, None, &[]).await
     }
 
+    /// Delivery `id` as `GET /v1/deliveries/{id}` shows it, and the outcomes
+    /// of its attempts in order (`succeeded`, `failed`, `unknown`).
+    pub async fn delivery_outcomes(&self, id: &str) -> (Vec<String>, Value) {
+        let (status, shown) = self.get(&format!("/v1/deliveries/{id}")).await;
+        assert_eq!(status, 200, "{shown}");
+        let outcomes = shown["attempts"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no attempts in {shown:#}"))
+            .iter()
+            .map(|attempt| attempt["outcome"].as_str().unwrap().to_owned())
+            .collect();
+        (outcomes, shown)
+    }
+
     /// Creates an endpoint for `url`, retrying quickly so tests stay short.
     /// Returns its id and signing secret.
     pub async fn endpoint(&self, url: &str, max_attempts: u32) -> (String, String) {

@@ -5,7 +5,7 @@
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
-use weft_tests::receiver::{Receiver, Reply};
+use weft_tests::receiver::{Receiver, Reply, most_within};
 use weft_tests::weft::{BACKENDS, Backend, TestWeft};
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -38,20 +38,6 @@ async fn publish_and_settle(weft: &TestWeft, count: usize) {
             .await;
         assert_eq!(deliveries[0]["attempts"], 1, "{deliveries:?}");
     }
-}
-
-/// The most requests that arrived within `window` of one another.
-fn most_within(arrivals: &[Instant], window: Duration) -> usize {
-    arrivals
-        .iter()
-        .map(|start| {
-            arrivals
-                .iter()
-                .filter(|at| **at >= *start && **at < *start + window)
-                .count()
-        })
-        .max()
-        .unwrap_or(0)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
