@@ -4,7 +4,7 @@
 use super::backends::{connect, on_both_databases};
 use super::fixtures::{configured, new_event, tenant};
 use crate::model::{Delivery, DeliveryStatus, Endpoint, RateLimit, Subscription, now_millis};
-use crate::store::{DeliveryUpdate, Store};
+use crate::store::{DeliveryUpdate, EndpointRefusal, Store};
 
 const LEASE_MS: u32 = 30_000;
 
@@ -38,6 +38,20 @@ fn micros(millis: i64) -> i64 {
     millis * 1_000
 }
 
+/// Asks `store` (a node) to admit a request of `delivery` to `endpoint` at
+/// `at_us` microseconds.
+async fn admit(
+    store: &Store,
+    endpoint: &Endpoint,
+    delivery: &Delivery,
+    at_us: i64,
+) -> Result<(), EndpointRefusal> {
+    store
+        .admit_to_endpoint(endpoint, &delivery.tenant, &delivery.id, at_us)
+        .await
+        .unwrap()
+}
+
 async fn limited(store: &Store, change: impl FnOnce(&mut Endpoint)) -> (Endpoint, Subscription) {
     let (mut endpoint, subscription) = configured(store, &tenant("acme")).await;
     change(&mut endpoint);
@@ -67,15 +81,7 @@ async fn a_concurrency_limit_holds_for_two_nodes_and_frees_with_outcomes_and_lea
             .await
             .unwrap();
         assert_eq!((mine.len(), theirs.len()), (2, 1));
-        let admit = |store: &Store, delivery: &Delivery, at: i64| {
-            let (store, endpoint, delivery) = (store.clone(), endpoint.clone(), delivery.clone());
-            async move {
-                store
-                    .admit_to_endpoint(&endpoint, &delivery.tenant, &delivery.id, micros(at))
-                    .await
-                    .unwrap()
-            }
-        };
+        let admit = |store, delivery, at| admit(store, &endpoint, delivery, micros(at));
         for delivery in &mine {
             admit(&one, delivery, now).await.unwrap();
         }
@@ -129,15 +135,7 @@ async fn a_rate_limit_holds_for_two_nodes_and_gives_each_refusal_its_own_turn() 
         let (endpoint, subscription) = limited(&one, |e| e.rate_limit = Some(limit)).await;
         let deliveries = capture(&one, &subscription, 4).await;
         let now = micros(now_millis());
-        let admit = |store: &Store, delivery: &Delivery| {
-            let (store, endpoint, delivery) = (store.clone(), endpoint.clone(), delivery.clone());
-            async move {
-                store
-                    .admit_to_endpoint(&endpoint, &delivery.tenant, &delivery.id, now)
-                    .await
-                    .unwrap()
-            }
-        };
+        let admit = |store, delivery| admit(store, &endpoint, delivery, now);
         // The burst is the cluster's: one node's request and the other's.
         admit(&one, &deliveries[0]).await.unwrap();
         admit(&two, &deliveries[1]).await.unwrap();
@@ -166,15 +164,7 @@ async fn an_idle_endpoint_earns_back_its_burst_and_no_more() {
         };
         let (endpoint, subscription) = limited(&store, |e| e.rate_limit = Some(limit)).await;
         let deliveries = capture(&store, &subscription, 6).await;
-        let admit = |delivery: &Delivery, at: i64| {
-            let (store, endpoint, delivery) = (store.clone(), endpoint.clone(), delivery.clone());
-            async move {
-                store
-                    .admit_to_endpoint(&endpoint, &delivery.tenant, &delivery.id, at)
-                    .await
-                    .unwrap()
-            }
-        };
+        let admit = |delivery, at| admit(&store, &endpoint, delivery, at);
         let now = micros(now_millis());
         admit(&deliveries[0], now).await.unwrap();
         // A minute idle earns back the whole burst of four, not thirty.
